@@ -1,0 +1,401 @@
+"""The ConnectionManager: the only door to connections.
+
+Bot commands, the provisioning API and state events arriving from the homeserver all go
+through here: validate → check permission → write the state event (the truth) → mirror the
+row in Postgres → index in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from mautrix.errors import MatrixRequestError
+
+from hookshot_py.connections.base import Connection, ConnectionType, Outcome, is_disabled
+from hookshot_py.db.database import Database
+from hookshot_py.errors import ApiError, ErrCode, validation_error
+from hookshot_py.matrix.gateway import MatrixGateway
+from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
+from hookshot_py.matrix.power import RoomPower
+from hookshot_py.metrics import Metrics
+from hookshot_py.permissions import Permissions
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionManager:
+    def __init__(
+        self,
+        db: Database,
+        gateway: MatrixGateway,
+        outbox: Outbox,
+        permissions: Permissions,
+        types: Sequence[ConnectionType],
+        metrics: Metrics,
+    ) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.outbox = outbox
+        self.permissions = permissions
+        self.metrics = metrics
+        self.types = list(types)
+        self._by_event_type: dict[str, ConnectionType] = {}
+        for t in self.types:
+            for et in (t.event_type, *t.legacy_event_types):
+                self._by_event_type[et] = t
+        self._rooms: dict[str, dict[str, Connection]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._joined: set[str] = set()
+
+    # -- lookup -----------------------------------------------------------------------------------
+
+    def type_for(self, event_type: str) -> ConnectionType | None:
+        return self._by_event_type.get(event_type)
+
+    def type_of(self, conn: Connection) -> ConnectionType:
+        return self._by_event_type[conn.event_type]
+
+    def connections(self, room_id: str) -> list[Connection]:
+        return list(self._rooms.get(room_id, {}).values())
+
+    def all(self, event_type: str | None = None) -> Iterator[Connection]:
+        for room in self._rooms.values():
+            for conn in room.values():
+                if event_type is None or conn.event_type == event_type:
+                    yield conn
+
+    def get(self, room_id: str, connection_id: str) -> Connection:
+        conn = self._rooms.get(room_id, {}).get(connection_id)
+        if conn is None:
+            raise ApiError(ErrCode.NOT_FOUND, "Connection not found.")
+        return conn
+
+    def find(self, room_id: str, event_type: str, state_key: str) -> Connection | None:
+        for conn in self._rooms.get(room_id, {}).values():
+            if conn.event_type == event_type and conn.state_key == state_key:
+                return conn
+        return None
+
+    def details(self, conn: Connection, *, include_secrets: bool) -> dict[str, Any]:
+        """The provisioning API's view of a connection."""
+        ctype = self.type_of(conn)
+        out: dict[str, Any] = {
+            "type": ctype.type_name,
+            "eventType": ctype.event_type,
+            "id": conn.id,
+            "service": ctype.display_service or ctype.service,
+            "botUserId": self.gateway.bot_mxid,
+            "config": conn.state,
+        }
+        if include_secrets:
+            secrets = ctype.secrets(conn)
+            if secrets:
+                out["secrets"] = secrets
+        return out
+
+    # -- startup ----------------------------------------------------------------------------------
+
+    async def load(self) -> int:
+        """Load every mirrored connection in one query (no room state is read)."""
+        rows = await self.db.fetch(
+            "SELECT room_id, event_type, state_key, connection_id, content FROM connections"
+        )
+        by_type: dict[str, list[Connection]] = {}
+        for r in rows:
+            if self.type_for(r["event_type"]) is None:
+                continue  # a type disabled in the config since; keep the row
+            conn = Connection(r["room_id"], r["event_type"], r["state_key"], r["content"], r["connection_id"])
+            self._rooms.setdefault(conn.room_id, {})[conn.id] = conn
+            by_type.setdefault(conn.event_type, []).append(conn)
+        for t in self.types:
+            await t.start(by_type.get(t.event_type, []))
+        self._update_gauges()
+        return sum(len(v) for v in by_type.values())
+
+    async def reconcile(self, room_ids: Sequence[str] | None = None, concurrency: int = 4) -> None:
+        """Bring the mirror in line with room state (the truth). Runs in the background."""
+        if room_ids is None:
+            room_ids = await self.gateway.joined_rooms()
+        self._joined.update(room_ids)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(room_id: str) -> None:
+            async with sem:
+                for attempt in range(5):
+                    try:
+                        await self.reconcile_room(room_id)
+                        return
+                    except Exception as e:
+                        log.warning("Reconciling %s failed (attempt %d): %s", room_id, attempt + 1, e)
+                        await asyncio.sleep(min(30, 2**attempt))
+                log.error("Giving up reconciling %s for now; its mirrored connections stay in use", room_id)
+
+        await asyncio.gather(*(one(r) for r in room_ids))
+        log.info("Reconciled connections of %d room(s)", len(room_ids))
+
+    async def reconcile_room(self, room_id: str) -> None:
+        state = await self.gateway.room_state(room_id)
+        seen: set[str] = set()
+        for ev in state:
+            ctype = self.type_for(ev.get("type", ""))
+            if ctype is None or not isinstance(ev.get("state_key"), str):
+                continue
+            if is_disabled(ev.get("content")):
+                continue
+            conn = await self.apply_state_event(ev, quiet=True)
+            if conn is not None:
+                seen.add(conn.id)
+        for conn in self.connections(room_id):
+            if conn.id not in seen:
+                log.info("Connection %s in %s is gone from room state; removing", conn.state_key, room_id)
+                await self._drop(conn)
+
+    # -- permission checks ------------------------------------------------------------------------
+
+    async def ensure_bot_in_room(self, room_id: str) -> None:
+        if room_id in self._joined:
+            return
+        try:
+            membership = await self.gateway.membership(room_id, self.gateway.bot_mxid)
+        except MatrixRequestError:
+            membership = None
+        if membership == "join":
+            self._joined.add(room_id)
+            return
+        try:
+            await self.gateway.join(room_id)
+        except MatrixRequestError as e:
+            if getattr(e, "http_status", 0) == 404:
+                raise ApiError(ErrCode.NOT_FOUND, f"Room {room_id} was not found.") from e
+            raise ApiError(
+                ErrCode.NOT_IN_ROOM, "Bot is not joined to the room. Invite the bot first."
+            ) from e
+        self._joined.add(room_id)
+
+    def mark_joined(self, room_id: str, joined: bool) -> None:
+        if joined:
+            self._joined.add(room_id)
+        else:
+            self._joined.discard(room_id)
+
+    async def assert_can_read(self, room_id: str, user_id: str) -> None:
+        await self.ensure_bot_in_room(room_id)
+        try:
+            membership = await self.gateway.membership(room_id, user_id)
+        except MatrixRequestError:
+            membership = None
+        if membership != "join":
+            raise ApiError(ErrCode.NOT_IN_ROOM, f"{user_id} is not joined to the room.")
+
+    async def power(self, room_id: str) -> RoomPower:
+        return await self.gateway.power(room_id)
+
+    async def assert_can_write(self, room_id: str, user_id: str, ctype: ConnectionType) -> None:
+        """Config permission, then the user's and the bot's power level for the state event."""
+        if not self.permissions.check(user_id, ctype.service, "manageConnections"):
+            raise ApiError(
+                ErrCode.FORBIDDEN_USER,
+                f"{user_id} does not have the manageConnections permission for {ctype.service} "
+                "on this bridge (see `permissions` in the bridge config).",
+            )
+        await self.assert_can_read(room_id, user_id)
+        power = await self.power(room_id)
+        needed = power.required_for_state(ctype.event_type)
+        if not power.can_send_state(user_id, ctype.event_type):
+            raise ApiError(
+                ErrCode.FORBIDDEN_USER,
+                f"{user_id} has a power level of {power.describe_level(user_id)} but needs at "
+                f"least {needed} to change connections in this room.",
+            )
+        bot = self.gateway.bot_mxid
+        if not power.can_send_state(bot, ctype.event_type):
+            raise ApiError(
+                ErrCode.FORBIDDEN_BOT,
+                f"Bot has a power level of {power.describe_level(bot)} but needs at least {needed} "
+                f"to write {ctype.event_type} state. Give {bot} that level (for example make it "
+                "a moderator).",
+            )
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def _lock(self, room_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(room_id, asyncio.Lock())
+
+    def _check_prefix(self, room_id: str, ctype: ConnectionType, conn: Connection) -> None:
+        prefix = ctype.command_prefix(conn)
+        if prefix is None:
+            return
+        for other in self.connections(room_id):
+            if other.id != conn.id and self.type_of(other).command_prefix(other) == prefix:
+                raise ApiError(
+                    ErrCode.CONFLICTING_CONNECTION,
+                    f"The command prefix {prefix} is already used by another connection in this room.",
+                    {"existingConnection": self.details(other, include_secrets=False)},
+                )
+
+    async def create(
+        self, room_id: str, event_type: str, state: Any, *, user_id: str
+    ) -> tuple[Connection, Outcome]:
+        ctype = self.type_for(event_type)
+        if ctype is None:
+            raise ApiError(ErrCode.NOT_FOUND, f"Unknown or disabled connection type {event_type}.")
+        if not isinstance(state, dict):
+            raise ApiError(ErrCode.BAD_VALUE, "A JSON object must be provided as the connection's state.")
+        await self.assert_can_write(room_id, user_id, ctype)
+        normalized, issues = ctype.validate(state, existing=None, is_new=True)
+        if issues:
+            raise validation_error(issues)
+        key = ctype.state_key(normalized)
+        async with self._lock(room_id):
+            existing = self.find(room_id, ctype.event_type, key)
+            if existing is not None:
+                raise ApiError(
+                    ErrCode.CONFLICTING_CONNECTION,
+                    f"A {ctype.type_name} connection for {key} already exists in this room.",
+                    {"existingConnection": self.details(existing, include_secrets=False)},
+                )
+            conn = Connection(room_id, ctype.event_type, key, normalized)
+            self._check_prefix(room_id, ctype, conn)
+            outcome = await ctype.prepare(conn, existing=None, user_id=user_id)
+            await self._write(conn)
+        log.info("%s created %s connection %s in %s", user_id, ctype.type_name, key, room_id)
+        return conn, outcome
+
+    async def update(
+        self, room_id: str, connection_id: str, patch: Any, *, user_id: str
+    ) -> tuple[Connection, Outcome]:
+        if not isinstance(patch, dict):
+            raise ApiError(ErrCode.BAD_VALUE, "A JSON object must be provided.")
+        current = self.get(room_id, connection_id)
+        ctype = self.type_of(current)
+        await self.assert_can_write(room_id, user_id, ctype)
+        merged = {**current.state, **patch}
+        normalized, issues = ctype.validate(merged, existing=current, is_new=True)
+        if issues:
+            raise validation_error(issues)
+        if ctype.state_key(normalized) != current.state_key:
+            raise ApiError(
+                ErrCode.BAD_VALUE,
+                "This change would alter the connection's identity (its state key); "
+                "remove the connection and create a new one instead.",
+            )
+        async with self._lock(room_id):
+            conn = Connection(room_id, current.event_type, current.state_key, normalized, current.id)
+            self._check_prefix(room_id, ctype, conn)
+            outcome = await ctype.prepare(conn, existing=current, user_id=user_id)
+            await self._write(conn)
+        return conn, outcome
+
+    async def remove(self, room_id: str, connection_id: str, *, user_id: str) -> list[str]:
+        conn = self.get(room_id, connection_id)
+        ctype = self.type_of(conn)
+        await self.assert_can_write(room_id, user_id, ctype)
+        async with self._lock(room_id):
+            await self.gateway.put_state(room_id, conn.event_type, conn.state_key, {"disabled": True})
+            await self._drop(conn)
+        log.info("%s removed %s connection %s in %s", user_id, ctype.type_name, conn.state_key, room_id)
+        return await ctype.on_removed(conn, user_id=user_id)
+
+    async def _write(self, conn: Connection) -> None:
+        """State event first (the truth), then the mirror, then the index."""
+        try:
+            await self.gateway.put_state(conn.room_id, conn.event_type, conn.state_key, conn.state)
+        except MatrixRequestError as e:
+            raise ApiError(
+                ErrCode.FORBIDDEN_BOT,
+                f"The homeserver refused the bot's state event: {e}",
+            ) from e
+        await self._mirror(conn)
+
+    async def _mirror(self, conn: Connection) -> None:
+        await self.db.execute(
+            """
+            INSERT INTO connections (room_id, event_type, state_key, connection_id, content)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (room_id, event_type, state_key)
+            DO UPDATE SET content = EXCLUDED.content, updated_at = now()
+            """,
+            conn.room_id, conn.event_type, conn.state_key, conn.id, conn.state,
+        )
+        room = self._rooms.setdefault(conn.room_id, {})
+        is_new = conn.id not in room
+        room[conn.id] = conn
+        if is_new:
+            self._update_gauges()
+        await self.type_of(conn).on_loaded(conn)
+
+    async def _drop(self, conn: Connection) -> None:
+        await self.db.execute(
+            "DELETE FROM connections WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
+            conn.room_id, conn.event_type, conn.state_key,
+        )
+        room = self._rooms.get(conn.room_id, {})
+        if room.pop(conn.id, None) is not None:
+            self._update_gauges()
+            await self.type_of(conn).on_unloaded(conn)
+
+    # -- the reverse path: state arriving from the homeserver -------------------------------------
+
+    async def apply_state_event(self, event: dict[str, Any], *, quiet: bool = False) -> Connection | None:
+        """Follow a connection state event seen in a room (edited by hand, written by hookshot,
+        or our own echo). Returns the resulting connection, if any."""
+        ctype = self.type_for(event.get("type", ""))
+        room_id, key = event.get("room_id"), event.get("state_key")
+        if ctype is None or not isinstance(room_id, str) or not isinstance(key, str):
+            return None
+        content = event.get("content") if isinstance(event.get("content"), dict) else {}
+        current = self.find(room_id, ctype.event_type, key)
+        async with self._lock(room_id):
+            if is_disabled(content):
+                if current is not None:
+                    log.info("Connection %s in %s was removed from room state", key, room_id)
+                    await self._drop(current)
+                    await ctype.on_removed(current, user_id=None)
+                return None
+            if current is not None and current.state == content:
+                return current  # our own write echoing back
+            sender = event.get("sender", "")
+            if sender != self.gateway.bot_mxid and not self.permissions.check(
+                sender, ctype.service, "manageConnections"
+            ):
+                log.warning("Ignoring %s state from %s in %s: no manageConnections", ctype.event_type, sender, room_id)
+                if not quiet:
+                    await self._notice(
+                        room_id,
+                        f"⚠️ Ignoring the {ctype.type_name} connection `{key}` set by {sender}: "
+                        "they lack the manageConnections permission on this bridge.",
+                    )
+                return current
+            normalized, issues = ctype.validate(content, existing=current, is_new=False)
+            if issues:
+                problems = "; ".join(f"{i.path or '/'}: {i.message}" for i in issues)
+                log.warning("Ignoring invalid %s state %s in %s: %s", ctype.event_type, key, room_id, problems)
+                if not quiet:
+                    await self._notice(
+                        room_id, f"⚠️ Ignoring the {ctype.type_name} connection `{key}`: {problems}"
+                    )
+                return current
+            conn = Connection(room_id, ctype.event_type, key, normalized)
+            await self._mirror(conn)
+            if current is None:
+                log.info("Picked up %s connection %s in %s from room state", ctype.type_name, key, room_id)
+            return conn
+
+    async def forget_room(self, room_id: str) -> None:
+        """The bot left or was kicked: its connections there stop (room state keeps them)."""
+        self._joined.discard(room_id)
+        for conn in self.connections(room_id):
+            await self._drop(conn)
+
+    async def _notice(self, room_id: str, text: str) -> None:
+        await self.outbox.enqueue([OutgoingEvent(room_id, {"msgtype": "m.notice", "body": text})])
+
+    def _update_gauges(self) -> None:
+        counts = {t.type_name: 0 for t in self.types}
+        for conn in self.all():
+            counts[self.type_of(conn).type_name] += 1
+        for name, n in counts.items():
+            self.metrics.connections.labels(type=name).set(n)

@@ -1,0 +1,194 @@
+"""The bridge's hands on the homeserver for everything except messages (the outbox sends those).
+
+Thin over mautrix's IntentAPI; raw state content is returned as plain dicts so connection types
+never depend on mautrix's event classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from mautrix.api import Method, Path
+from mautrix.appservice import AppService, IntentAPI
+from mautrix.errors import MatrixRequestError, MNotFound
+from mautrix.types import RoomCreatePreset
+
+from hookshot_py.matrix.power import RoomPower
+
+log = logging.getLogger(__name__)
+
+
+class SendError(Exception):
+    """A failed send. `retry_after_ms` is set for 429; `permanent` means retrying cannot help."""
+
+    def __init__(
+        self, message: str, *, status: int = 0, errcode: str | None = None,
+        retry_after_ms: int | None = None, permanent: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errcode = errcode
+        self.retry_after_ms = retry_after_ms
+        self.permanent = permanent
+
+
+class MatrixGateway:
+    def __init__(self, appservice: AppService) -> None:
+        self.appservice = appservice
+
+    @property
+    def bot_mxid(self) -> str:
+        return self.appservice.bot_mxid
+
+    @property
+    def bot(self) -> IntentAPI:
+        return self.appservice.intent
+
+    def intent(self, user_id: str | None = None) -> IntentAPI:
+        if user_id is None or user_id == self.bot_mxid:
+            return self.bot
+        return self.bot.user(user_id)
+
+    # -- rooms and membership -------------------------------------------------------------
+
+    async def ensure_joined(self, room_id: str, user_id: str | None = None) -> None:
+        await self.intent(user_id).ensure_joined(room_id)
+
+    async def join(self, room_id: str) -> None:
+        await self.bot.join_room(room_id, max_retries=0)
+        await self.bot.state_store.joined(room_id, self.bot_mxid)
+
+    async def leave(self, room_id: str, reason: str | None = None) -> None:
+        await self.bot.leave_room(room_id, reason=reason)
+
+    async def joined_rooms(self) -> list[str]:
+        return list(await self.bot.get_joined_rooms())
+
+    async def joined_members(self, room_id: str) -> set[str]:
+        resp = await self.bot.api.request(Method.GET, Path.v3.rooms[room_id].joined_members)
+        return set((resp.get("joined") or {}).keys())
+
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        content = await self.state(room_id, "m.room.member", user_id)
+        return content.get("membership") if content else None
+
+    async def create_dm(self, user_id: str, name: str | None = None) -> str:
+        room_id = await self.bot.create_room(
+            preset=RoomCreatePreset.TRUSTED_PRIVATE,
+            invitees=[user_id],
+            is_direct=True,
+            name=name,
+        )
+        await self.bot.state_store.joined(room_id, self.bot_mxid)
+        return room_id
+
+    # -- state ----------------------------------------------------------------------------
+
+    async def state_event(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any] | None:
+        """The whole state event (with sender), or None."""
+        try:
+            return await self.bot.api.request(
+                Method.GET,
+                Path.v3.rooms[room_id].state[event_type][state_key],
+                query_params={"format": "event"},
+            )
+        except MNotFound:
+            return None
+
+    async def state(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any] | None:
+        """The content of a state event, or None when there is none."""
+        try:
+            return await self.bot.api.request(
+                Method.GET, Path.v3.rooms[room_id].state[event_type][state_key]
+            )
+        except MNotFound:
+            return None
+
+    async def room_state(self, room_id: str) -> list[dict[str, Any]]:
+        return await self.bot.api.request(Method.GET, Path.v3.rooms[room_id].state)
+
+    async def put_state(
+        self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> str:
+        resp = await self.bot.api.request(
+            Method.PUT, Path.v3.rooms[room_id].state[event_type][state_key], content
+        )
+        return resp["event_id"]
+
+    async def power(self, room_id: str) -> RoomPower:
+        power_levels = await self.state(room_id, "m.room.power_levels")
+        create = await self.state_event(room_id, "m.room.create")
+        if create is not None and "content" not in create:
+            # A server that ignores ?format=event answers the bare content.
+            create = {"content": create}
+        return RoomPower.from_state(power_levels, create)
+
+    # -- account data (the bot's, per room) -----------------------------------------------
+
+    async def room_account_data(self, room_id: str, data_type: str) -> dict[str, Any] | None:
+        try:
+            return await self.bot.get_account_data(data_type, room_id=room_id)
+        except MNotFound:
+            return None
+
+    async def set_room_account_data(self, room_id: str, data_type: str, content: dict[str, Any]) -> None:
+        await self.bot.set_account_data(data_type, content, room_id=room_id)
+
+    # -- profiles ---------------------------------------------------------------------------
+
+    async def set_profile(self, user_id: str, displayname: str | None, avatar_url: str | None) -> None:
+        intent = self.intent(user_id)
+        await intent.ensure_registered()
+        if displayname is not None:
+            await intent.set_displayname(displayname)
+        if avatar_url is not None:
+            await intent.set_avatar_url(avatar_url)
+
+    # -- sending (only the outbox calls this) -------------------------------------------------
+
+    async def send_event(
+        self, room_id: str, sender: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> str:
+        """PUT /send with a caller-chosen txn id: a resend after a crash is idempotent.
+
+        Done over raw HTTP because mautrix drops 429's `retry_after_ms`, which we honour.
+        """
+        api = self.bot.api
+        url = api.base_url.with_path(
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/send/"
+            f"{quote(event_type, safe='')}/{quote(txn_id, safe='')}",
+            encoded=True,
+        )
+        params = {"user_id": sender} if sender != self.bot_mxid else {}
+        try:
+            async with api.session.put(
+                url,
+                json=content,
+                params=params,
+                headers={"Authorization": f"Bearer {self.appservice.as_token}"},
+            ) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = {}
+                if resp.status == 200 and isinstance(body, dict) and "event_id" in body:
+                    return body["event_id"]
+                body = body if isinstance(body, dict) else {}
+                errcode = body.get("errcode")
+                message = f"{resp.status} {errcode or ''} {body.get('error', '')}".strip()
+                if resp.status == 429:
+                    retry = body.get("retry_after_ms")
+                    if not isinstance(retry, int):
+                        header = resp.headers.get("Retry-After", "")
+                        retry = int(header) * 1000 if header.isdigit() else None
+                    raise SendError(message, status=429, errcode=errcode, retry_after_ms=retry)
+                permanent = 400 <= resp.status < 500 and errcode != "M_FORBIDDEN"
+                raise SendError(message, status=resp.status, errcode=errcode, permanent=permanent)
+        except SendError:
+            raise
+        except MatrixRequestError as e:  # pragma: no cover - raw session should not raise these
+            raise SendError(str(e)) from e
+        except Exception as e:  # network errors, timeouts: the homeserver may be down
+            raise SendError(f"{type(e).__name__}: {e}") from e

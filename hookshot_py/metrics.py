@@ -1,0 +1,57 @@
+"""Prometheus metrics. One registry per bridge instance, so tests can run several bridges."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.platform_collector import PlatformCollector
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        r = self.registry
+        self.webhook_requests = Counter(
+            "hookshot_webhooks_http_request",
+            "Inbound webhook HTTP requests",
+            ["path", "method", "status"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "hookshot_webhooks_http_request_seconds",
+            "Time to answer an inbound webhook",
+            ["path"],
+            registry=r,
+        )
+        self.provisioning_requests = Counter(
+            "hookshot_provisioning_http_request",
+            "Provisioning API requests",
+            ["method", "status"],
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "hookshot_outbox_depth", "Messages accepted but not yet delivered to Matrix", registry=r
+        )
+        self.outbox_sent = Counter(
+            "hookshot_outbox_sent", "Messages delivered to Matrix", registry=r
+        )
+        self.outbox_send_failures = Counter(
+            "hookshot_outbox_send_failures",
+            "Failed send attempts (transient ones are retried, permanent ones are given up)",
+            ["kind"],
+            registry=r,
+        )
+        self.connections = Gauge(
+            "hookshot_connections", "Connections by type", ["type"], registry=r
+        )
+        self.appservice_events = Counter(
+            "matrix_appservice_events", "Events received from the homeserver", registry=r
+        )
+        self.commands = Counter(
+            "hookshot_commands", "Bot commands handled", ["outcome"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,176 @@
+"""Provisioning API v1 (hookshot's, seed 000): thin handlers over the ConnectionManager.
+
+Every route but `/v1/health` (and the OpenAPI document) needs `Authorization: Bearer <secret>`;
+routes acting for a user need `?userId=`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from hookshot_py.errors import ApiError, ErrCode
+from hookshot_py.provisioning.openapi import openapi_document
+from hookshot_py.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+_USER_ID = re.compile(r"^@[^:\s]+:[^\s]+$")
+# Room version 12 ids have no `:server` part; older ones do. Both are accepted.
+_ROOM_ID = re.compile(r"^![^\s/]+$")
+_PUBLIC = {"/v1/health", "/v1/openapi.json"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ProvisioningApi:
+    def __init__(self, services: Services, secret: str) -> None:
+        self.s = services
+        self._secret = secret.encode()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.middlewares.append(self._auth)
+        r = app.router
+        r.add_get("/v1/health", self.health)
+        r.add_get("/v1/openapi.json", self.openapi)
+        r.add_get("/v1/connectiontypes", self.connection_types)
+        for service in ("github", "jira"):
+            r.add_route("*", f"/v1/{service}/{{tail:.*}}", self._disabled(service))
+        r.add_get("/v1/{room_id}/connections", self.list_connections)
+        r.add_get("/v1/{room_id}/connections/{id}", self.get_connection)
+        r.add_put("/v1/{room_id}/connections/{event_type}", self.create_connection)
+        r.add_patch("/v1/{room_id}/connections/{id}", self.update_connection)
+        r.add_delete("/v1/{room_id}/connections/{id}", self.delete_connection)
+
+    # -- request checks ------------------------------------------------------------------------
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/v1/") and request.path not in _PUBLIC:
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._secret):
+                raise ApiError(ErrCode.BAD_TOKEN, "Unauthorized: a valid Bearer token is required.")
+        resp = await handler(request)
+        self.s.metrics.provisioning_requests.labels(method=request.method, status=str(resp.status)).inc()
+        return resp
+
+    @staticmethod
+    def _user_id(request: web.Request) -> str:
+        user_id = request.query.get("userId", "")
+        if not _USER_ID.match(user_id):
+            raise ApiError(ErrCode.BAD_VALUE, "Invalid userId: pass ?userId=@user:server.")
+        return user_id
+
+    @staticmethod
+    def _room_id(request: web.Request) -> str:
+        room_id = request.match_info["room_id"]
+        if not _ROOM_ID.match(room_id) or len(room_id) > 255:
+            raise ApiError(ErrCode.BAD_VALUE, f"Invalid roomId {room_id!r}: room ids start with '!'.")
+        return room_id
+
+    @staticmethod
+    async def _body(request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+        try:
+            body = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ApiError(ErrCode.BAD_VALUE, f"The body is not valid JSON: {e}") from e
+        if not isinstance(body, dict):
+            raise ApiError(ErrCode.BAD_VALUE, "A JSON object must be provided as the body.")
+        return body
+
+    def _disabled(self, service: str) -> Handler:
+        async def handler(_: web.Request) -> web.Response:
+            raise ApiError(ErrCode.DISABLED_FEATURE, f"The {service} service is not enabled on this bridge.")
+
+        return handler
+
+    async def _can_edit(self, room_id: str, user_id: str, event_type: str) -> bool:
+        ctype = self.s.manager.type_for(event_type)
+        if ctype is None:
+            return False
+        try:
+            await self.s.manager.assert_can_write(room_id, user_id, ctype)
+        except ApiError:
+            return False
+        return True
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    async def health(self, _: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def openapi(self, _: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
+    async def connection_types(self, _: web.Request) -> web.Response:
+        bot = self.s.gateway.bot_mxid
+        return web.json_response(
+            {
+                t.type_name: {
+                    "type": t.type_name,
+                    "eventType": t.event_type,
+                    "service": t.display_service or t.service,
+                    "botUserId": bot,
+                }
+                for t in self.s.manager.types
+            }
+        )
+
+    async def list_connections(self, request: web.Request) -> web.Response:
+        user_id, room_id = self._user_id(request), self._room_id(request)
+        await self.s.manager.assert_can_read(room_id, user_id)
+        out = []
+        can_edit: dict[str, bool] = {}
+        for conn in self.s.manager.connections(room_id):
+            if conn.event_type not in can_edit:
+                can_edit[conn.event_type] = await self._can_edit(room_id, user_id, conn.event_type)
+            out.append(self.s.manager.details(conn, include_secrets=can_edit[conn.event_type]))
+        return web.json_response(out)
+
+    async def get_connection(self, request: web.Request) -> web.Response:
+        user_id, room_id = self._user_id(request), self._room_id(request)
+        await self.s.manager.assert_can_read(room_id, user_id)
+        conn = self.s.manager.get(room_id, request.match_info["id"])
+        secrets = await self._can_edit(room_id, user_id, conn.event_type)
+        return web.json_response(self.s.manager.details(conn, include_secrets=secrets))
+
+    async def create_connection(self, request: web.Request) -> web.Response:
+        user_id, room_id = self._user_id(request), self._room_id(request)
+        event_type = request.match_info["event_type"]
+        if self.s.manager.type_for(event_type) is None:
+            raise ApiError(ErrCode.NOT_FOUND, f"Unknown event type {event_type}.")
+        body = await self._body(request)
+        conn, outcome = await self.s.manager.create(room_id, event_type, body, user_id=user_id)
+        out = self.s.manager.details(conn, include_secrets=True)
+        if outcome.warnings:
+            out["warning"] = {"header": "Warning", "message": " ".join(outcome.warnings)}
+        return web.json_response(out)
+
+    async def update_connection(self, request: web.Request) -> web.Response:
+        user_id, room_id = self._user_id(request), self._room_id(request)
+        body = await self._body(request)
+        await self.s.manager.assert_can_read(room_id, user_id)
+        conn, outcome = await self.s.manager.update(room_id, request.match_info["id"], body, user_id=user_id)
+        out = self.s.manager.details(conn, include_secrets=True)
+        if outcome.warnings:
+            out["warning"] = {"header": "Warning", "message": " ".join(outcome.warnings)}
+        return web.json_response(out)
+
+    async def delete_connection(self, request: web.Request) -> web.Response:
+        user_id, room_id = self._user_id(request), self._room_id(request)
+        await self.s.manager.assert_can_read(room_id, user_id)
+        await self.s.manager.remove(room_id, request.match_info["id"], user_id=user_id)
+        return web.json_response({"ok": True})

@@ -1,0 +1,145 @@
+"""The OpenAPI 3 document of the provisioning API, served at /v1/openapi.json.
+
+Hand-written to match api.py; tests run schemathesis against the live listener with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "type": "object",
+    "required": ["errcode", "error"],
+    "properties": {
+        "errcode": {"type": "string", "pattern": "^HS_"},
+        "error": {"type": "string"},
+        "validationErrors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "message"],
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "existingConnection": {"$ref": "#/components/schemas/Connection"},
+    },
+}
+
+_CONNECTION = {
+    "type": "object",
+    "required": ["type", "eventType", "id", "service", "botUserId", "config"],
+    "properties": {
+        "type": {"type": "string"},
+        "eventType": {"type": "string"},
+        "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "service": {"type": "string"},
+        "botUserId": {"type": "string"},
+        "config": {"type": "object"},
+        "secrets": {"type": "object"},
+        "warning": {
+            "type": "object",
+            "properties": {"header": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
+
+_CONNECTION_TYPE = {
+    "type": "object",
+    "required": ["type", "eventType", "service", "botUserId"],
+    "properties": {
+        "type": {"type": "string"},
+        "eventType": {"type": "string"},
+        "service": {"type": "string"},
+        "botUserId": {"type": "string"},
+    },
+}
+
+
+def _err(*codes: int) -> dict[str, Any]:
+    return {
+        str(code): {
+            "description": "Error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for code in codes
+    }
+
+
+def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+_USER = {"name": "userId", "in": "query", "required": True, "schema": {"type": "string"},
+         "description": "The Matrix user the request is made for, e.g. @alice:example.org"}
+_ROOM = {"name": "roomId", "in": "path", "required": True, "schema": {"type": "string"}}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_CONN_REF = {"$ref": "#/components/schemas/Connection"}
+_AUTH_ERRORS = (400, 401, 403, 404, 405, 413)
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "hookshot_py provisioning API",
+            "version": "1",
+            "description": "Manage a room's connections on behalf of a user (matrix-hookshot's provisioning API v1).",
+        },
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": _ERROR, "Connection": _CONNECTION, "ConnectionType": _CONNECTION_TYPE},
+        },
+        "paths": {
+            "/v1/health": {
+                "get": {
+                    "summary": "Status of the provisioning API",
+                    "security": [],
+                    "responses": _ok({"type": "object"}),
+                }
+            },
+            "/v1/connectiontypes": {
+                "get": {
+                    "summary": "Connection types enabled on this bridge",
+                    "responses": {
+                        **_ok({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ConnectionType"}}),
+                        **_err(401),
+                    },
+                }
+            },
+            "/v1/{roomId}/connections": {
+                "get": {
+                    "summary": "The connections of a room",
+                    "parameters": [_ROOM, _USER],
+                    "responses": {**_ok({"type": "array", "items": _CONN_REF}), **_err(*_AUTH_ERRORS)},
+                }
+            },
+            "/v1/{roomId}/connections/{id}": {
+                "get": {
+                    "summary": "One connection",
+                    "parameters": [_ROOM, _ID, _USER],
+                    "responses": {**_ok(_CONN_REF), **_err(*_AUTH_ERRORS)},
+                },
+                "patch": {
+                    "summary": "Update a connection's state (merged over the current state, re-validated)",
+                    "parameters": [_ROOM, _ID, _USER],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {**_ok(_CONN_REF), **_err(*_AUTH_ERRORS, 409)},
+                },
+                "delete": {
+                    "summary": "Remove a connection",
+                    "parameters": [_ROOM, _ID, _USER],
+                    "responses": {
+                        **_ok({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}),
+                        **_err(*_AUTH_ERRORS),
+                    },
+                },
+                "put": {
+                    "summary": "Create a connection; here `id` is the connection's state event type",
+                    "parameters": [_ROOM, _ID, _USER],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {**_ok(_CONN_REF), **_err(*_AUTH_ERRORS, 409)},
+                },
+            },
+        },
+    }
