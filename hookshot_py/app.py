@@ -158,6 +158,15 @@ class Bridge:
                 log.warning("Homeserver at %s not reachable yet (%s); retrying in %.0fs", self.config.bridge.url, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
+        try:
+            # A successful ping also makes Synapse resend, at once, the transactions it could not
+            # deliver while we were down (instead of waiting out its backoff).
+            await self.appservice.ping_self()
+        except Exception as e:
+            log.warning(
+                "The homeserver cannot reach this bridge at the registration's url (%s): %s. "
+                "Check `url` in the registration file.", self.registration.url, e,
+            )
 
     async def _after_start(self) -> None:
         """Slow start-up work that must not delay readiness."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import difflib
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hookshot_py.commands.context import CommandContext
+if TYPE_CHECKING:
+    from hookshot_py.commands.context import CommandContext
 
-Handler = Callable[[CommandContext, list[str]], Awaitable[None]]
+Handler = Callable[["CommandContext", list[str]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class CommandRegistry:
     def add(self, command: Command) -> None:
         self._commands.append(command)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Command]:
         return iter(sorted(self._commands, key=lambda c: c.words))
 
     def match(self, args: list[str]) -> tuple[Command, list[str]] | None:
@@ -49,7 +52,5 @@ class CommandRegistry:
         return best, args[len(best.words):]
 
     def suggest(self, word: str) -> list[str]:
-        import difflib
-
         names = sorted({c.words[0] for c in self._commands})
         return difflib.get_close_matches(word.lower(), names, n=2)

@@ -6,6 +6,7 @@ sent, with `waitForComplete`). Bad input gets a precise 4xx, never a 500.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from hookshot_py.matrix.profiles import Profiles
 log = logging.getLogger(__name__)
 
 WAIT_FOR_COMPLETE_TIMEOUT_S = 10.0
+_RENDER_INLINE_MAX = 32 * 1024
 _ALLOWED_METHODS = {"POST", "PUT"}
 
 
@@ -94,8 +96,14 @@ class GenericWebhooks:
             data = parse_body(request.method, request.headers.get("Content-Type"), raw, request.query)
         except PayloadError as e:
             raise ApiError(ErrCode.BAD_VALUE, str(e), {"ok": False}) from e
-        include_body = conn.state.get("includeHookBody", self.config.include_hook_body)
-        content = render_message(data, hook_name=conn.state_key, include_hook_body=bool(include_body))
+        include_body = bool(conn.state.get("includeHookBody", self.config.include_hook_body))
+        if len(raw) > _RENDER_INLINE_MAX:
+            # Rendering a large body is CPU work: keep the event loop answering other requests.
+            content = await asyncio.to_thread(
+                render_message, data, hook_name=conn.state_key, include_hook_body=include_body
+            )
+        else:
+            content = render_message(data, hook_name=conn.state_key, include_hook_body=include_body)
         sender = None
         if self.config.user_id_prefix:
             sender = ghost_user_id(self.config.user_id_prefix, conn.state_key, self.domain)

@@ -1,0 +1,153 @@
+"""GitFlic's webhook event vocabulary: subscription flags (seed 002) and delivered `action`s.
+
+The two vocabularies differ. A webhook subscribes with the 16 boolean flags of its `events`
+object, while a delivery names what happened in its body's `action` field, and several
+delivered actions (NEW_ISSUE_NOTE, MERGE, PIPELINE_*...) have no flag of their own. The table
+`ACTION_FLAGS` bridges them so a connection's `events` can filter deliveries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from hookshot_py.errors import ValidationIssue
+
+# In the order of the seed's table.
+SUBSCRIPTION_FLAGS: tuple[str, ...] = (
+    "COLLABORATOR_ADD",
+    "COLLABORATOR_DELETE",
+    "COLLABORATOR_UPDATE",
+    "ISSUE_UPDATE",
+    "ISSUE_CREATE",
+    "TAG_DELETE",
+    "TAG_CREATE",
+    "BRANCH_UPDATE",
+    "BRANCH_DELETE",
+    "BRANCH_CREATE",
+    "MERGE_REQUEST_CREATE",
+    "MERGE_REQUEST_UPDATE",
+    "DISCUSSION_CREATE",
+    "DISCUSSION_COMMENT_CREATE",
+    "PUSH",
+    "WEBHOOK_SEND",
+)
+_FLAG_SET = frozenset(SUBSCRIPTION_FLAGS)
+
+# What a room wants to hear about by default: the work itself (issues, merge requests,
+# discussions, pushes, tags, branches). Membership changes are opt-in. BRANCH_UPDATE stays on
+# next to PUSH: GitFlic documents no delivered PUSH action, pushes arrive as BRANCH_UPDATE.
+DEFAULT_EVENTS: tuple[str, ...] = (
+    "ISSUE_CREATE",
+    "ISSUE_UPDATE",
+    "MERGE_REQUEST_CREATE",
+    "MERGE_REQUEST_UPDATE",
+    "DISCUSSION_CREATE",
+    "DISCUSSION_COMMENT_CREATE",
+    "PUSH",
+    "TAG_CREATE",
+    "TAG_DELETE",
+    "BRANCH_CREATE",
+    "BRANCH_UPDATE",
+    "BRANCH_DELETE",
+    "WEBHOOK_SEND",
+)
+
+# Delivered `action` → the subscription flags that make GitFlic send it (any one suffices).
+# An empty tuple means no flag governs the action: it is never filtered out.
+# Certain: names shared by both vocabularies (ISSUE_CREATE, TAG_*, BRANCH_*, COLLABORATOR_*...).
+# Uncertain, inferred from the descriptions in GitFlic's documentation:
+# - NEW_ISSUE_NOTE ("new comment on an issue") → ISSUE_UPDATE: the issue's only other flag.
+# - MERGE_REQUEST_ACCEPT / _CLOSE / _CANCEL and MERGE → MERGE_REQUEST_UPDATE: state changes of
+#   an existing merge request.
+# - DISCUSSION_CREATE is described as "new discussion comment", so either discussion flag.
+# - BRANCH_UPDATE is what a push to an existing branch produces; PUSH has no delivered action
+#   of its own in the documentation, so both flags let it through; a delivery named PUSH,
+#   should an instance send one, is treated the same way.
+# - TEST_WEBHOOK is sent when a user presses "test" in GitFlic's settings: always shown,
+#   since filtering it would make a working hook look broken.
+# - PIPELINE_* postdate the seed and have no flag: never filtered.
+ACTION_FLAGS: dict[str, tuple[str, ...]] = {
+    "TEST_WEBHOOK": (),
+    "ISSUE_CREATE": ("ISSUE_CREATE",),
+    "ISSUE_UPDATE": ("ISSUE_UPDATE",),
+    "NEW_ISSUE_NOTE": ("ISSUE_UPDATE",),
+    "MERGE_REQUEST_CREATE": ("MERGE_REQUEST_CREATE",),
+    "MERGE_REQUEST_UPDATE": ("MERGE_REQUEST_UPDATE",),
+    "MERGE_REQUEST_ACCEPT": ("MERGE_REQUEST_UPDATE",),
+    "MERGE_REQUEST_CLOSE": ("MERGE_REQUEST_UPDATE",),
+    "MERGE_REQUEST_CANCEL": ("MERGE_REQUEST_UPDATE",),
+    "MERGE": ("MERGE_REQUEST_UPDATE",),
+    "DISCUSSION_CREATE": ("DISCUSSION_CREATE", "DISCUSSION_COMMENT_CREATE"),
+    "TAG_CREATE": ("TAG_CREATE",),
+    "TAG_DELETE": ("TAG_DELETE",),
+    "BRANCH_CREATE": ("BRANCH_CREATE",),
+    "BRANCH_UPDATE": ("BRANCH_UPDATE", "PUSH"),
+    "BRANCH_DELETE": ("BRANCH_DELETE",),
+    "PUSH": ("PUSH", "BRANCH_UPDATE"),
+    "COLLABORATOR_ADD": ("COLLABORATOR_ADD",),
+    "COLLABORATOR_UPDATE": ("COLLABORATOR_UPDATE",),
+    "COLLABORATOR_DELETE": ("COLLABORATOR_DELETE",),
+    "PIPELINE_NEW": (),
+    "PIPELINE_SUCCESS": (),
+    "PIPELINE_FAIL": (),
+    "PIPELINE_WARNING": (),
+}
+
+# The delivered actions GitFlic documents (CONTRACTS.md); PUSH above is a tolerated extra.
+DELIVERED_ACTIONS: tuple[str, ...] = tuple(a for a in ACTION_FLAGS if a != "PUSH")
+
+
+def flags_for_action(action: str) -> tuple[str, ...]:
+    """The subscription flags that govern `action`; empty when none does (or it is unknown)."""
+    return ACTION_FLAGS.get(action, ())
+
+
+def is_wanted(action: str, events: Iterable[str]) -> bool:
+    """Whether a connection subscribed to `events` should post a delivery of `action`.
+
+    Actions no flag governs, unknown ones included, always pass: dropping what we cannot
+    classify would hide new GitFlic features from the room.
+    """
+    flags = flags_for_action(action)
+    if not flags:
+        return True
+    subscribed = set(events)
+    return any(flag in subscribed for flag in flags)
+
+
+def validate_events(value: Any, path: str = "/events") -> list[ValidationIssue]:
+    """Check a connection's `events`: a list of distinct subscription flags."""
+    if not isinstance(value, list):
+        return [ValidationIssue(path, "must be a list of GitFlic event names")]
+    issues: list[ValidationIssue] = []
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        item_path = f"{path}/{index}"
+        if not isinstance(item, str):
+            issues.append(ValidationIssue(item_path, "must be a string"))
+        elif item not in _FLAG_SET:
+            issues.append(
+                ValidationIssue(
+                    item_path,
+                    f"unknown GitFlic event {item!r}; expected one of {', '.join(SUBSCRIPTION_FLAGS)}",
+                )
+            )
+        elif item in seen:
+            issues.append(ValidationIssue(item_path, f"duplicate event {item!r}"))
+        else:
+            seen.add(item)
+    return issues
+
+
+def events_body(events: Iterable[str]) -> dict[str, bool]:
+    """The `events` object of a create/update request, every flag explicit.
+
+    GitFlic lets a request omit flags, but an update then keeps their old values; naming all 16
+    is the only way to turn one off.
+    """
+    wanted = set(events)
+    unknown = wanted - _FLAG_SET
+    if unknown:
+        raise ValueError(f"unknown GitFlic events: {', '.join(sorted(unknown))}")
+    return {flag: flag in wanted for flag in SUBSCRIPTION_FLAGS}

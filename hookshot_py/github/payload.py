@@ -1,0 +1,92 @@
+"""Typed, path-aware reading of GitHub webhook payloads.
+
+A webhook body is untrusted JSON: a missing or mistyped field must become a `PayloadError`
+that names the field (`issue.number: expected integer, got string`), never a KeyError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Payload", "PayloadError"]
+
+
+class PayloadError(ValueError):
+    """The payload lacks a field the event needs, or has it with the wrong type."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+class Payload:
+    """A JSON object plus the path it was reached by, for error messages."""
+
+    def __init__(self, data: Any, path: str = "") -> None:
+        if not isinstance(data, dict):
+            raise PayloadError(path or "payload", f"expected object, got {_type_name(data)}")
+        self.raw: dict[str, Any] = data
+        self.path = path
+
+    def _child_path(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def has(self, key: str) -> bool:
+        return self.raw.get(key) is not None
+
+    def obj(self, key: str) -> Payload:
+        return Payload(self.raw.get(key), self._child_path(key))
+
+    def opt_obj(self, key: str) -> Payload | None:
+        return None if self.raw.get(key) is None else self.obj(key)
+
+    def text(self, key: str) -> str:
+        value = self.raw.get(key)
+        if not isinstance(value, str):
+            raise PayloadError(self._child_path(key), f"expected string, got {_type_name(value)}")
+        return value
+
+    def opt_text(self, key: str) -> str | None:
+        return None if self.raw.get(key) is None else self.text(key)
+
+    def integer(self, key: str) -> int:
+        value = self.raw.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise PayloadError(self._child_path(key), f"expected integer, got {_type_name(value)}")
+        return value
+
+    def flag(self, key: str) -> bool:
+        """Missing or null reads as False; any other non-boolean is an error."""
+        value = self.raw.get(key)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise PayloadError(self._child_path(key), f"expected boolean, got {_type_name(value)}")
+        return value
+
+    def objs(self, key: str) -> list[Payload]:
+        """A list of objects; missing or null reads as empty."""
+        value = self.raw.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise PayloadError(self._child_path(key), f"expected array, got {_type_name(value)}")
+        return [Payload(item, f"{self._child_path(key)}[{i}]") for i, item in enumerate(value)]

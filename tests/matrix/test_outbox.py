@@ -1,0 +1,115 @@
+"""The outbox's retry rules, against a real Postgres and a scripted gateway (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+
+from hookshot_py.db.database import Database
+from hookshot_py.matrix.gateway import SendError
+from hookshot_py.matrix.outbox import Outbox, OutgoingEvent, backoff_seconds
+from hookshot_py.metrics import Metrics
+from support.bridge import create_database
+
+BOT = "@bot:test"
+
+
+@dataclass
+class ScriptedGateway:
+    """Answers sends from a script of errors, then succeeds; records what was sent."""
+
+    script: dict[str, list[SendError]] = field(default_factory=dict)
+    sent: list[tuple[str, str, str]] = field(default_factory=list)
+    txn_ids: list[str] = field(default_factory=list)
+    bot_mxid: str = BOT
+
+    async def ensure_joined(self, room_id: str, user_id: str | None = None) -> None:
+        return None
+
+    async def send_event(self, room_id, sender, event_type, content, txn_id) -> str:  # type: ignore[no-untyped-def]
+        self.txn_ids.append(txn_id)
+        errors = self.script.get(content["body"], [])
+        if errors:
+            raise errors.pop(0)
+        self.sent.append((room_id, sender, content["body"]))
+        return f"$event{len(self.sent)}"
+
+
+class NoProfiles:
+    async def ensure_applied(self, user_id: str) -> None:
+        return None
+
+
+@pytest.fixture
+async def db(pg_admin_dsn):
+    database = Database(await create_database(pg_admin_dsn))
+    await database.start()
+    yield database
+    await database.stop()
+
+
+async def _outbox(db, gateway) -> Outbox:
+    outbox = Outbox(db, gateway, NoProfiles(), Metrics())  # type: ignore[arg-type]
+    await outbox.start()
+    return outbox
+
+
+def _msg(room: str, body: str, **kw) -> OutgoingEvent:  # type: ignore[no-untyped-def]
+    return OutgoingEvent(room, {"msgtype": "m.notice", "body": body}, **kw)
+
+
+async def test_429_waits_retry_after_and_keeps_room_order(db):
+    gw = ScriptedGateway(script={"b": [SendError("429", status=429, retry_after_ms=300)]})
+    outbox = await _outbox(db, gw)
+    ids = await outbox.enqueue([_msg("!r", "a"), _msg("!r", "b"), _msg("!r", "c"), _msg("!other", "x")])
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    results = await outbox.wait_sent(ids, timeout=10)
+    assert all(r and r.startswith("$") for r in results)
+    assert [b for r, _, b in gw.sent if r == "!r"] == ["a", "b", "c"]
+    assert loop.time() - start >= 0.3
+    # five attempts in all, four distinct txn ids: the retry of "b" reused its id
+    assert len(gw.txn_ids) == 5 and len(set(gw.txn_ids)) == 4
+    row = await db.fetchrow("SELECT attempts, last_error FROM outbox WHERE id = $1", ids[1])
+    assert row["attempts"] == 2 and "429" in row["last_error"]
+    await outbox.stop()
+
+
+async def test_permanent_error_is_given_up_and_the_room_moves_on(db):
+    gw = ScriptedGateway(script={"bad": [SendError("400 M_BAD_JSON", status=400, permanent=True)]})
+    outbox = await _outbox(db, gw)
+    ids = await outbox.enqueue([_msg("!r", "bad"), _msg("!r", "good")])
+    results = await outbox.wait_sent(ids, timeout=10)
+    assert results[0] is None and results[1] is not None
+    assert await db.fetchval("SELECT failed_at IS NOT NULL FROM outbox WHERE id = $1", ids[0])
+    assert outbox.depth == 0
+    await outbox.stop()
+
+
+async def test_dedupe_key_queues_once_per_room(db):
+    gw = ScriptedGateway()
+    outbox = await _outbox(db, gw)
+    first = await outbox.enqueue([_msg("!r", "once", dedupe_key="delivery-1"), _msg("!s", "once", dedupe_key="delivery-1")])
+    again = await outbox.enqueue([_msg("!r", "once", dedupe_key="delivery-1")])
+    assert len(first) == 2 and again == []
+    await outbox.wait_sent(first, timeout=10)
+    assert sorted(r for r, _, _ in gw.sent) == ["!r", "!s"]
+    await outbox.stop()
+
+
+async def test_rows_queued_while_stopped_are_sent_after_start(db):
+    gw = ScriptedGateway()
+    stopped = Outbox(db, gw, NoProfiles(), Metrics())  # type: ignore[arg-type]
+    ids = await stopped.enqueue([_msg("!r", "queued before start")])
+    outbox = await _outbox(db, gw)
+    await outbox.wait_sent(ids, timeout=10)
+    assert gw.sent == [("!r", BOT, "queued before start")]
+    await outbox.stop()
+
+
+def test_backoff_grows_and_is_capped():
+    assert 0.4 <= backoff_seconds(1) <= 0.6
+    assert 3.2 <= backoff_seconds(4) <= 4.8
+    assert backoff_seconds(50) <= 360

@@ -1,0 +1,190 @@
+"""Running the bridge under test: in-process (most tests) or as a subprocess (crash tests).
+
+Each bridge gets a fresh Postgres database on the session's server (embedded, or the one of
+HOOKSHOT_DATABASE_URL), and binds the appservice port written into the registration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import yaml
+
+from hookshot_py.app import Bridge
+from hookshot_py.config import load_registration, parse_config
+from hookshot_py.devenv.synapse import SynapseServer, free_port
+
+PROVISIONING_SECRET = "test-provisioning-secret"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+async def create_database(admin_dsn: str) -> str:
+    """A fresh, empty database on the test server; returns its DSN."""
+    name = f"hs_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(admin_dsn, name)
+
+
+def with_database(dsn: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@dataclass
+class BridgeHarness:
+    synapse: SynapseServer
+    registration_path: Path
+    as_port: int
+    workdir: Path
+    dsn: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    listener_port: int = field(default_factory=free_port)
+    bridge: Bridge | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.listener_port}"
+
+    def config_dict(self) -> dict[str, Any]:
+        base = {
+            "bridge": {
+                "domain": self.synapse.server_name,
+                "url": self.synapse.base_url,
+                "port": self.as_port,
+                "bindAddress": "127.0.0.1",
+            },
+            "passFile": str(self.workdir / "passkey.pem"),
+            "logging": {"level": "info"},
+            "listeners": [
+                {
+                    "port": self.listener_port,
+                    "bindAddress": "127.0.0.1",
+                    "resources": ["webhooks", "provisioning", "metrics"],
+                }
+            ],
+            "permissions": [
+                {"actor": self.synapse.server_name, "services": [{"service": "*", "level": "admin"}]}
+            ],
+            "bot": {"displayname": "Hookshot Bot"},
+            "generic": {
+                "enabled": True,
+                "urlPrefix": f"{self.base_url}/webhook/",
+                "userIdPrefix": "_webhooks_",
+            },
+            "provisioning": {"secret": PROVISIONING_SECRET},
+            "metrics": {"enabled": True},
+            "database": {"url": self.dsn},
+        }
+        return deep_merge(base, self.overrides)
+
+    def write_config(self) -> Path:
+        path = self.workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(self.config_dict(), sort_keys=False))
+        return path
+
+    async def start(self) -> Bridge:
+        config = parse_config(self.config_dict(), self.workdir)
+        registration = load_registration(self.registration_path)
+        self.bridge = Bridge(config, registration)
+        try:
+            await self.bridge.start()
+        except BaseException:
+            await self.bridge.stop()
+            raise
+        return self.bridge
+
+    async def stop(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()
+            self.bridge = None
+
+    async def restart(self) -> Bridge:
+        await self.stop()
+        return await self.start()
+
+    # -- as a separate process (for SIGKILL) -------------------------------------------------------
+
+    async def spawn(self) -> None:
+        config_path = self.write_config()
+        log = open(self.workdir / "bridge.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hookshot_py", "run", "-c", str(config_path), "-r", str(self.registration_path)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        await self.wait_ready()
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"bridge exited with {self.process.returncode}:\n{self.log_tail()}")
+                try:
+                    async with session.get(f"{self.base_url}/ready") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"bridge not ready after {timeout}s:\n{self.log_tail()}")
+                await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    async def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(self.process.wait, 30)
+        self.process = None
+        return code
+
+    def log_tail(self, lines: int = 60) -> str:
+        path = self.workdir / "bridge.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def iterate_harness(harness: BridgeHarness) -> AsyncIterator[BridgeHarness]:
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+        if harness.process is not None:
+            harness.kill()
