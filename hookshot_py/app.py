@@ -272,7 +272,7 @@ class Bridge:
                 log.info("Bot left %s (%s by %s)", room_id, membership, sender)
                 await s.manager.forget_room(room_id)
                 await s.dms.forget_room(room_id)
-        elif membership == "invite" and self._is_bridge_user(target):
+        elif membership == "invite" and self._is_bridge_user(target) and not self._is_bridge_user(sender):
             # Ghosts only join rooms the bridge puts them in.
             self._spawn(self._reject(room_id, target), "reject-invite")
         elif membership in ("leave", "ban") and s.dms.user_of(room_id) == target:

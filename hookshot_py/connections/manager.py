@@ -347,8 +347,8 @@ class ConnectionManager:
         if ctype is None or not isinstance(room_id, str) or not isinstance(key, str):
             return None
         content = event.get("content") if isinstance(event.get("content"), dict) else {}
-        current = self.find(room_id, ctype.event_type, key)
         async with self._lock(room_id):
+            current = self.find(room_id, ctype.event_type, key)
             if is_disabled(content):
                 if current is not None:
                     log.info("Connection %s in %s was removed from room state", key, room_id)

@@ -53,8 +53,9 @@ class MatrixGateway:
 
     # -- rooms and membership -------------------------------------------------------------
 
-    async def ensure_joined(self, room_id: str, user_id: str | None = None) -> None:
-        await self.intent(user_id).ensure_joined(room_id)
+    async def ensure_joined(self, room_id: str, user_id: str | None = None, *, recheck: bool = False) -> None:
+        """Join (the bot inviting a ghost first when needed). `recheck` skips the membership cache."""
+        await self.intent(user_id).ensure_joined(room_id, ignore_cache=recheck)
 
     async def join(self, room_id: str) -> None:
         await self.bot.join_room(room_id, max_retries=0)

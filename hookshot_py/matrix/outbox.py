@@ -213,20 +213,22 @@ class Outbox:
         """Send one row, retrying transient failures until it is sent or fails for good."""
         attempts = row["attempts"]
         sender = row["sender"]
+        recheck = False
         while self._running:
             attempts += 1
             try:
                 if (room_id, sender) not in self.joined_cache:
                     await self.profiles.ensure_applied(sender)
-                    await self.gateway.ensure_joined(room_id, sender)
+                    await self.gateway.ensure_joined(room_id, sender, recheck=recheck)
                     self.joined_cache.add((room_id, sender))
                 event_id = await self.gateway.send_event(
                     room_id, sender, row["event_type"], row["content"], self._txn_id(row["id"])
                 )
             except SendError as e:
                 if e.errcode == "M_FORBIDDEN":
-                    # Maybe we were kicked or never joined: forget the cache and try joining once.
+                    # Maybe we were kicked or never joined: forget what we knew and join again.
                     self.joined_cache.discard((room_id, sender))
+                    recheck = True
                 if e.permanent or (e.errcode == "M_FORBIDDEN" and attempts >= 5):
                     await self._fail(row["id"], attempts, str(e))
                     return

@@ -25,7 +25,7 @@ class ScriptedGateway:
     txn_ids: list[str] = field(default_factory=list)
     bot_mxid: str = BOT
 
-    async def ensure_joined(self, room_id: str, user_id: str | None = None) -> None:
+    async def ensure_joined(self, room_id: str, user_id: str | None = None, *, recheck: bool = False) -> None:
         return None
 
     async def send_event(self, room_id, sender, event_type, content, txn_id) -> str:  # type: ignore[no-untyped-def]
