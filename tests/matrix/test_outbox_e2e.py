@@ -71,13 +71,15 @@ async def test_sigkill_mid_delivery_resends_without_duplicates(bridge_factory, m
     room = await room_with_bot(alice)
     url = await _create_hook_over_rest(harness, room, alice.user_id, "racing")
 
-    results = await asyncio.gather(*(http("POST", url, json={"text": f"race {i:03d}"}) for i in range(N)))
+    n = 3 * N
+    results = await asyncio.gather(*(http("POST", url, json={"text": f"race {i:03d}"}) for i in range(n)))
     assert all(r == (202, {"ok": True}) for r in results)
-    harness.kill()  # some rows were sent, some maybe mid-flight, some not yet
+    await _wait_all(alice, room, "race ", 1)
+    harness.kill()  # some rows were sent, one maybe mid-flight, the rest not yet
     await harness.spawn()
 
-    bodies = await _wait_all(alice, room, "race ", N)
-    assert sorted(bodies) == sorted(f"race {i:03d}" for i in range(N)), harness.log_tail()
+    bodies = await _wait_all(alice, room, "race ", n)
+    assert sorted(bodies) == sorted(f"race {i:03d}" for i in range(n)), harness.log_tail()
     assert len(bodies) == len(set(bodies)), "a message was posted twice"
     # Per-room order is the order the rows were committed in.
     bridge_order = await _committed_order(harness, room)
