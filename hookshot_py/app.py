@@ -14,13 +14,11 @@ from hookshot_py import __version__
 from hookshot_py.commands import builtin
 from hookshot_py.commands.dispatcher import CommandDispatcher
 from hookshot_py.config import Config, Registration
-from hookshot_py.connections.base import ConnectionType
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.db.database import Database
 from hookshot_py.db.embedded import EmbeddedPostgres
-from hookshot_py.generic import commands as generic_commands
-from hookshot_py.generic.connection import GenericHookType
-from hookshot_py.generic.webhook import GenericWebhooks
+from hookshot_py.integration import Integration
+from hookshot_py.integrations import create_all
 from hookshot_py.listeners.http import add_health_routes, error_middleware, timed
 from hookshot_py.matrix.appservice import HookshotAppService
 from hookshot_py.matrix.dm import DirectMessages
@@ -31,6 +29,7 @@ from hookshot_py.metrics import Metrics
 from hookshot_py.permissions import Permissions
 from hookshot_py.provisioning.api import ProvisioningApi
 from hookshot_py.services import Services
+from hookshot_py.tokens import SecretBox, TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class Bridge:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._room_members: dict[str, set[str]] = {}
         self.ready = False
-        self.generic: GenericWebhooks | None = None
+        self.integrations: list[Integration] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -88,12 +87,8 @@ class Bridge:
             [(r.actor, [(s.service, s.level) for s in r.services]) for r in cfg.permissions],
             room_members=lambda room: self._room_members.get(room, set()),
         )
-        types: list[ConnectionType] = []
-        generic_type: GenericHookType | None = None
-        if cfg.generic is not None and cfg.generic.enabled:
-            generic_type = GenericHookType(cfg.generic, self.db, gateway)
-            types.append(generic_type)
-        manager = ConnectionManager(self.db, gateway, outbox, permissions, types, self.metrics)
+        manager = ConnectionManager(self.db, gateway, outbox, permissions, [], self.metrics)
+        box = await asyncio.to_thread(SecretBox.from_pass_file, cfg.pass_file)
         self.services = s = Services(
             config=cfg,
             db=self.db,
@@ -105,11 +100,15 @@ class Bridge:
             dms=DirectMessages(self.db, gateway),
             metrics=self.metrics,
             http=aiohttp.ClientSession(headers={"User-Agent": f"hookshot_py/{__version__}"}),
+            tokens=TokenStore(self.db, box),
+            secrets=box,
         )
         builtin.register(s)
-        if generic_type is not None:
-            generic_commands.register(s, generic_type)
-            self.generic = GenericWebhooks(cfg.generic, generic_type, manager, outbox, profiles, cfg.bridge.domain)
+        self.integrations = create_all(s)
+        for integration in self.integrations:
+            for ctype in integration.connection_types():
+                manager.add_type(ctype)
+            integration.register_commands()
         self.dispatcher = CommandDispatcher(s, self._is_bridge_user)
 
         loaded = await manager.load()
@@ -118,6 +117,8 @@ class Bridge:
         await self._start_listeners()
         await self._wait_for_homeserver()
         await outbox.start()
+        for integration in self.integrations:
+            await integration.start()
         self.ready = True
         self.appservice.ready = True
         self._spawn(self._after_start(), "after-start")
@@ -131,6 +132,11 @@ class Bridge:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for integration in self.integrations:
+            try:
+                await integration.stop()
+            except Exception:
+                log.exception("Stopping %s failed", integration.name)
         if self.services is not None:
             await self.services.outbox.stop()
             await self.services.http.close()
@@ -229,9 +235,10 @@ class Bridge:
             app.router.add_get("/metrics", metrics)
         if "provisioning" in resources and self.config.provisioning is not None:
             assert self.services is not None
-            ProvisioningApi(self.services, self.config.provisioning.secret).add_routes(app)
-        if "webhooks" in resources and self.generic is not None:
-            self.generic.add_routes(app)
+            ProvisioningApi(self.services, self.config.provisioning.secret).add_routes(app, self.integrations)
+        if "webhooks" in resources:
+            for integration in self.integrations:
+                integration.add_webhook_routes(app)
         return app
 
     # -- events from the homeserver ---------------------------------------------------------------

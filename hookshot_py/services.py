@@ -16,6 +16,7 @@ from hookshot_py.matrix.outbox import Outbox
 from hookshot_py.matrix.profiles import Profiles
 from hookshot_py.metrics import Metrics
 from hookshot_py.permissions import Permissions
+from hookshot_py.tokens import SecretBox, TokenStore
 
 
 @dataclass
@@ -30,5 +31,7 @@ class Services:
     dms: DirectMessages
     metrics: Metrics
     http: aiohttp.ClientSession
+    tokens: TokenStore
+    secrets: SecretBox
     room_commands: CommandRegistry = field(default_factory=CommandRegistry)
     dm_commands: CommandRegistry = field(default_factory=CommandRegistry)

@@ -41,14 +41,19 @@ class ConnectionManager:
         self.outbox = outbox
         self.permissions = permissions
         self.metrics = metrics
-        self.types = list(types)
+        self.types: list[ConnectionType] = []
         self._by_event_type: dict[str, ConnectionType] = {}
-        for t in self.types:
-            for et in (t.event_type, *t.legacy_event_types):
-                self._by_event_type[et] = t
+        for t in types:
+            self.add_type(t)
         self._rooms: dict[str, dict[str, Connection]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._joined: set[str] = set()
+
+    def add_type(self, ctype: ConnectionType) -> None:
+        """Register a connection type (before `load()`)."""
+        self.types.append(ctype)
+        for et in (ctype.event_type, *ctype.legacy_event_types):
+            self._by_event_type[et] = ctype
 
     # -- lookup -----------------------------------------------------------------------------------
 

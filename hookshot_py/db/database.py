@@ -31,7 +31,7 @@ def run_migrations(dsn: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", _alembic_url(dsn).replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -10,12 +10,13 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from hookshot_py.errors import ApiError, ErrCode
+from hookshot_py.integration import Integration
 from hookshot_py.provisioning.openapi import openapi_document
 from hookshot_py.services import Services
 
@@ -35,14 +36,18 @@ class ProvisioningApi:
         self.s = services
         self._secret = secret.encode()
 
-    def add_routes(self, app: web.Application) -> None:
+    def add_routes(self, app: web.Application, integrations: Sequence[Integration] = ()) -> None:
         app.middlewares.append(self._auth)
         r = app.router
         r.add_get("/v1/health", self.health)
         r.add_get("/v1/openapi.json", self.openapi)
         r.add_get("/v1/connectiontypes", self.connection_types)
+        for integration in integrations:
+            integration.add_provisioning_routes(app)
+        enabled = {i.name for i in integrations}
         for service in ("github", "jira"):
-            r.add_route("*", f"/v1/{service}/{{tail:.*}}", self._disabled(service))
+            if service not in enabled:
+                r.add_route("*", f"/v1/{service}/{{tail:.*}}", self._disabled(service))
         r.add_get("/v1/{room_id}/connections", self.list_connections)
         r.add_get("/v1/{room_id}/connections/{id}", self.get_connection)
         r.add_put("/v1/{room_id}/connections/{event_type}", self.create_connection)

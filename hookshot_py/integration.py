@@ -1,0 +1,34 @@
+"""What a service package (generic/, github/, gitflic/, barkeep/ ...) plugs into the bridge.
+
+The core knows services only through this interface: their connection types (handed to the
+ConnectionManager), commands, HTTP routes on the webhooks and provisioning listeners, and
+background work started after the bridge is ready.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hookshot_py.connections.base import ConnectionType
+
+
+class Integration:
+    name: str = ""  # the service name, e.g. "github"; used for provisioning sub-routes
+
+    def connection_types(self) -> list[ConnectionType]:
+        return []
+
+    def register_commands(self) -> None:
+        """Add room (`!hookshot ...`) and DM commands to the services' registries."""
+
+    def add_webhook_routes(self, app: web.Application) -> None:
+        """Routes on the listener with the `webhooks` resource (e.g. /github/webhook)."""
+
+    def add_provisioning_routes(self, app: web.Application) -> None:
+        """Routes under /v1/{name}/ on the provisioning listener."""
+
+    async def start(self) -> None:
+        """Background work (pollers...). Called once the bridge is ready."""
+
+    async def stop(self) -> None:
+        """Stop background work."""

@@ -1,0 +1,20 @@
+"""The service packages the bridge knows. Each `create` returns None when its service is disabled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hookshot_py.generic.integration import create as generic
+from hookshot_py.integration import Integration
+from hookshot_py.services import Services
+
+Factory = Callable[[Services], Integration | None]
+
+# Order matters only for routes: generic's legacy catch-all `/{hookId}` must come last.
+FACTORIES: list[Factory] = [
+    generic,
+]
+
+
+def create_all(services: Services) -> list[Integration]:
+    return [i for i in (f(services) for f in FACTORIES) if i is not None]
