@@ -69,9 +69,11 @@ def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
 
 
-_USER = {"name": "userId", "in": "query", "required": True, "schema": {"type": "string"},
+_USER = {"name": "userId", "in": "query", "required": True,
+         "schema": {"type": "string", "pattern": "^@[^:\\s]+:[^\\s]+$"},
          "description": "The Matrix user the request is made for, e.g. @alice:example.org"}
-_ROOM = {"name": "roomId", "in": "path", "required": True, "schema": {"type": "string"}}
+_ROOM = {"name": "roomId", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^![^\\s/]+$", "maxLength": 255}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _CONN_REF = {"$ref": "#/components/schemas/Connection"}
 _AUTH_ERRORS = (400, 401, 403, 404, 405, 413)
