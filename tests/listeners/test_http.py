@@ -1,0 +1,36 @@
+"""/live, /ready and /metrics on the listeners; errors are JSON everywhere."""
+
+from __future__ import annotations
+
+from hookshot_py.generic.connection import EVENT_TYPE
+from support.fixtures import room_with_bot
+from support.helpers import http, is_notice_with
+
+
+async def test_live_and_ready_on_every_listener(bridge):
+    as_base = f"http://127.0.0.1:{bridge.as_port}"
+    for base in (bridge.base_url, as_base):
+        assert await http("GET", f"{base}/live") == (200, {"ok": True})
+        status, body = await http("GET", f"{base}/ready")
+        assert status == 200 and body["ready"] is True and body["outboxDepth"] == 0
+
+
+async def test_metrics_count_webhooks_sends_and_connections(bridge, make_user):
+    alice = await make_user("alice")
+    room = await room_with_bot(alice)
+    _, outcome = await bridge.bridge.services.manager.create(room, EVENT_TYPE, {"name": "metered"}, user_id=alice.user_id)
+    assert (await http("POST", outcome.secrets["url"], json={"text": "count me"}))[0] == 202
+    await alice.wait_for_message(room, is_notice_with("count me"))
+    status, text = await http("GET", f"{bridge.base_url}/metrics")
+    assert status == 200
+    lines = text.splitlines()
+    assert 'hookshot_webhooks_http_request_total{method="POST",path="/webhook/{hook_id}",status="202"} 1.0' in lines
+    assert 'hookshot_connections{type="Webhook"} 1.0' in lines
+    assert any(line.startswith("hookshot_outbox_sent_total ") and float(line.split()[-1]) >= 1 for line in lines)
+    assert "hookshot_outbox_depth 0.0" in lines
+    assert any(line.startswith("process_resident_memory_bytes") for line in lines)
+
+
+async def test_unknown_routes_are_json_errors(bridge):
+    status, body = await http("GET", f"{bridge.base_url}/webhook/")
+    assert status == 404 and body["errcode"] == "HS_NOTFOUND"
