@@ -6,6 +6,7 @@ import uuid
 
 import asyncpg
 
+from hookshot_py.config import load_registration
 from hookshot_py.generic.connection import ACCOUNT_DATA_TYPE, EVENT_TYPE
 from support.fixtures import BOT, room_with_bot
 from support.helpers import eventually, http, is_notice_with
@@ -75,9 +76,6 @@ async def test_state_written_by_hookshot_is_picked_up(bridge, make_user):
     room = await room_with_bot(alice)
     await bridge.stop()
     hook_id = str(uuid.uuid4())
-    as_token = bridge.bridge.registration.as_token if bridge.bridge else None
-    from hookshot_py.config import load_registration
-
     reg = load_registration(bridge.registration_path)
     status, _ = await _put_bot_account_data(bridge, reg.as_token, room, {hook_id: "from-hookshot"})
     assert status == 200
