@@ -20,6 +20,7 @@ from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.generic.connection import GenericHookType, parse_expiry
 from hookshot_py.generic.format import render_message
 from hookshot_py.generic.payload import PayloadError, parse_body
+from hookshot_py.listeners.http import read_body
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
 from hookshot_py.matrix.profiles import Profiles
 
@@ -57,17 +58,6 @@ class GenericWebhooks:
         # Legacy path; registered last so the service paths (/github/webhook ...) win.
         app.router.add_route("*", "/{hook_id}", self.handle)
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = self.config.payload_size_limit
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds the limit of {limit} bytes.")
-        body = bytearray()
-        async for chunk in request.content.iter_chunked(65536):
-            body += chunk
-            if len(body) > limit:
-                raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds the limit of {limit} bytes.")
-        return bytes(body)
-
     def _live_connection(self, hook_id: str) -> Connection | None:
         conn = self.hooks.connection_for_hook(hook_id)
         if conn is None:
@@ -91,7 +81,7 @@ class GenericWebhooks:
         if isinstance(expiry, str) and (when := parse_expiry(expiry)) is not None:
             if when <= datetime.now(timezone.utc):
                 raise ApiError(ErrCode.NOT_FOUND, "This hook has expired", {"ok": False})
-        raw = b"" if request.method == "GET" else await self._read_body(request)
+        raw = b"" if request.method == "GET" else await read_body(request, self.config.payload_size_limit)
         try:
             data = parse_body(request.method, request.headers.get("Content-Type"), raw, request.query)
         except PayloadError as e:

@@ -80,3 +80,15 @@ def timed(observe: Callable[[web.Request, int, float], None]) -> Callable[..., A
             observe(request, status, time.perf_counter() - start)
 
     return middleware
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, refusing (413 `HS_TOO_LARGE`) anything over `limit` bytes without reading it all."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds the limit of {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds the limit of {limit} bytes.")
+    return bytes(body)

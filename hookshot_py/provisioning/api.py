@@ -17,6 +17,7 @@ from aiohttp import web
 
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.integration import Integration
+from hookshot_py.listeners.http import read_body
 from hookshot_py.provisioning.openapi import openapi_document
 from hookshot_py.services import Services
 
@@ -83,11 +84,7 @@ class ProvisioningApi:
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+        raw = await read_body(request, MAX_BODY_BYTES)
         try:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError) as e:
