@@ -21,7 +21,7 @@ async def test_document_is_served_and_describes_every_route(bridge):
     }
 
 
-async def test_schemathesis_finds_no_5xx_and_no_schema_violation(bridge):
+async def test_schemathesis_finds_no_5xx_and_no_schema_violation(bridge, tmp_path):
     st = Path(sys.executable).with_name("st")
     proc = await asyncio.create_subprocess_exec(
         str(st), "run", f"{bridge.base_url}/v1/openapi.json",
@@ -30,6 +30,7 @@ async def test_schemathesis_finds_no_5xx_and_no_schema_violation(bridge):
         "--header", f"Authorization: Bearer {PROVISIONING_SECRET}",
         "--max-examples", "40",
         "--generation-deterministic",
+        cwd=tmp_path,  # schemathesis keeps a cache in its working directory
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
