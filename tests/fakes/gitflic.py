@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -101,6 +102,9 @@ class FakeGitFlicState:
     requests: list[RecordedRequest] = field(default_factory=list)
     # Set to a status (e.g. 500) to make every API call fail that way.
     fail_with: int | None = None
+    # Hosts GitFlic refuses to deliver to (as a public instance refuses private addresses): a
+    # create or update with such a `url` gets a 422 naming the field.
+    refused_hosts: set[str] = field(default_factory=set)
 
     def add_token(self, token: str, user: str) -> None:
         self.tokens[token] = user
@@ -156,7 +160,7 @@ def _field_error(name: str, value: Any, message: str) -> dict[str, Any]:
     return {"field": name, "rejectedValue": value, "defaultMessage": message}
 
 
-def _validate(body: Any) -> list[dict[str, Any]]:
+def _validate(body: Any, refused_hosts: Iterable[str] = ()) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         return [_field_error("body", body, "must be a JSON object")]
     errors: list[dict[str, Any]] = []
@@ -169,6 +173,8 @@ def _validate(body: Any) -> list[dict[str, Any]]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             errors.append(_field_error("url", url, "must be a valid URL"))
+        elif (parts.hostname or "") in refused_hosts:
+            errors.append(_field_error("url", url, "must not point to a private or local address"))
     secret = body.get("secret")
     if secret is not None and not isinstance(secret, str):
         errors.append(_field_error("secret", secret, "must be a string"))
@@ -275,7 +281,7 @@ class FakeGitFlic:
         if isinstance(project, web.Response):
             return project
         body, ok = await self._body(request)
-        errors = _validate(body) if ok else [_field_error("body", None, "is not valid JSON")]
+        errors = _validate(body, self.state.refused_hosts) if ok else [_field_error("body", None, "is not valid JSON")]
         if errors:
             return _error(422, "Validation failed", request.path, errors)
         now = _now()
@@ -294,7 +300,7 @@ class FakeGitFlic:
         if hook is None:
             return _error(404, "Webhook not found", request.path)
         body, ok = await self._body(request)
-        errors = _validate(body) if ok else [_field_error("body", None, "is not valid JSON")]
+        errors = _validate(body, self.state.refused_hosts) if ok else [_field_error("body", None, "is not valid JSON")]
         if errors:
             return _error(422, "Validation failed", request.path, errors)
         hook.url = body["url"]

@@ -1,0 +1,46 @@
+"""GitFlic project connections as a bridge integration."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hookshot_py.config import GitFlicConfig
+from hookshot_py.connections.base import ConnectionType
+from hookshot_py.gitflic import commands
+from hookshot_py.gitflic.connection import GitFlicProjectType
+from hookshot_py.gitflic.hooks import ProjectHooks
+from hookshot_py.gitflic.routes import GitFlicWebhookRoute
+from hookshot_py.gitflic.store import HookStore
+from hookshot_py.integration import Integration
+from hookshot_py.services import Services
+
+
+class GitFlicIntegration(Integration):
+    name = "gitflic"
+
+    def __init__(self, services: Services, config: GitFlicConfig) -> None:
+        self.services = services
+        self.store = HookStore(services.db, services.secrets)
+        self.hooks = ProjectHooks(config, self.store, services.tokens, services.http)
+        self.projects = GitFlicProjectType(config, self.hooks, services.manager)
+        self.projects.commands = commands.PrefixCommands(services, self.hooks)
+        self.route = GitFlicWebhookRoute(config, self.store, services.manager, services.outbox)
+
+    def connection_types(self) -> list[ConnectionType]:
+        return [self.projects]
+
+    def register_commands(self) -> None:
+        commands.register(self.services, self.projects)
+
+    def add_webhook_routes(self, app: web.Application) -> None:
+        self.route.add_routes(app)
+
+    async def stop(self) -> None:
+        await self.projects.close()
+
+
+def create(services: Services) -> Integration | None:
+    config = services.config.gitflic
+    if config is None:
+        return None
+    return GitFlicIntegration(services, config)
