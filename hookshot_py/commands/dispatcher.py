@@ -58,6 +58,12 @@ class CommandDispatcher:
                 if args is None:
                     await ctx.reply("Could not parse the command: a quote is not closed.")
                     return
+                if not self.s.permissions.check(sender, ctype.service, "commands"):
+                    await ctx.reply(
+                        f"You do not have permission to use {prefix} commands (they need the "
+                        f"`commands` permission for `{ctype.service}` on this bridge)."
+                    )
+                    return
                 ctx.prefix = prefix
                 await self._guard(ctx, lambda: ctype.handle_command(ctx, conn, args))
                 return
