@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hookshot_py.generic.integration import create as generic
+from hookshot_py.github.integration import create as github
+from hookshot_py.gitflic.integration import create as gitflic
 from hookshot_py.integration import Integration
 from hookshot_py.services import Services
 
@@ -12,6 +14,8 @@ Factory = Callable[[Services], Integration | None]
 
 # Order matters only for routes: generic's legacy catch-all `/{hookId}` must come last.
 FACTORIES: list[Factory] = [
+    github,
+    gitflic,
     generic,
 ]
 

@@ -104,6 +104,7 @@ class Repo:
     description: str | None = None
     #: The caller's rights (`admin`, `push`, `pull`...), when GitHub includes them.
     permissions: dict[str, bool] = field(default_factory=dict)
+    owner_avatar_url: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> Repo:
@@ -111,6 +112,7 @@ class Repo:
         owner = _as_dict(d.get("owner"), "repository owner")
         perms = d.get("permissions")
         branch, description = d.get("default_branch"), d.get("description")
+        avatar = owner.get("avatar_url")
         return cls(
             id=_field(d, "id", int, "repository"),
             owner=_field(owner, "login", str, "repository owner"),
@@ -125,6 +127,7 @@ class Repo:
                 if isinstance(perms, dict)
                 else {}
             ),
+            owner_avatar_url=avatar if isinstance(avatar, str) else None,
         )
 
 
@@ -456,6 +459,18 @@ class GitHubClient:
             repo=f"{owner}/{repo}",
         )
         return Issue.from_json(resp.data)
+
+    async def newest_open_issue(self, owner: str, repo: str) -> Issue | None:
+        """The most recently created open issue (or pull request), if there is one."""
+        resp = await self._request(
+            "GET",
+            f"{self._repo_path(owner, repo)}/issues",
+            params={"state": "open", "sort": "created", "direction": "desc", "per_page": 1},
+            repo=f"{owner}/{repo}",
+        )
+        if not isinstance(resp.data, list):
+            raise GitHubError(NO_RESPONSE, "GitHub's issue list is not a list")
+        return Issue.from_json(resp.data[0]) if resp.data else None
 
     async def add_assignees(
         self, owner: str, repo: str, number: int, assignees: Iterable[str]

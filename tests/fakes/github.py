@@ -250,7 +250,12 @@ def repo_json(
         "name": repo.name,
         "full_name": repo.full_name,
         "private": repo.private,
-        "owner": {"login": repo.owner, "id": stable_id(repo.owner), "type": owner_type},
+        "owner": {
+            "login": repo.owner,
+            "id": stable_id(repo.owner),
+            "type": owner_type,
+            "avatar_url": f"{base}/avatars/{repo.owner}",
+        },
         "html_url": f"{base}/{repo.full_name}",
         "description": f"The {repo.name} repository",
         "default_branch": repo.default_branch,
@@ -742,6 +747,16 @@ def make_app(state: FakeGitHubState) -> web.Application:
         issues.append(issue)
         return web.json_response(issue_json(request, repo, issue), status=201)
 
+    async def list_issues(request: web.Request) -> web.Response:
+        repo = issue_repo(request, user_or_error(request))
+        wanted = request.query.get("state", "open")
+        issues = [
+            issue_json(request, repo, i)
+            for i in reversed(state.issues.get((repo.owner.lower(), repo.name.lower()), []))
+            if wanted == "all" or i.state == wanted
+        ]
+        return paged(request, issues)
+
     async def add_assignees(request: web.Request) -> web.Response:
         repo = issue_repo(request, user_or_error(request))
         issue = find_issue(request, repo)
@@ -852,6 +867,7 @@ def make_app(state: FakeGitHubState) -> web.Application:
     r.add_post(repo_path + "/hooks/{hook_id}/tests", test_hook)
     r.add_post(repo_path + "/hooks/{hook_id}/test", test_hook)
     r.add_post(repo_path + "/hooks/{hook_id}/pings", ping_hook)
+    r.add_get(repo_path + "/issues", list_issues)
     r.add_post(repo_path + "/issues", create_issue)
     r.add_patch(repo_path + "/issues/{number}", update_issue)
     r.add_post(repo_path + "/issues/{number}/assignees", add_assignees)

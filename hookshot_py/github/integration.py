@@ -1,0 +1,61 @@
+"""GitHub as a bridge integration: the GithubRepo type, commands, `/github/webhook`, the OAuth
+callback and the `/v1/github/*` provisioning routes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hookshot_py.config import GitHubConfig
+from hookshot_py.connections.base import ConnectionType
+from hookshot_py.github import commands
+from hookshot_py.github.accounts import GitHubAccounts
+from hookshot_py.github.connection import GithubRepoType
+from hookshot_py.github.hooks import RepoHooks
+from hookshot_py.github.oauth_routes import GitHubOAuthFlow
+from hookshot_py.github.provisioning import GitHubProvisioning
+from hookshot_py.github.webhook import GitHubWebhooks
+from hookshot_py.integration import Integration
+from hookshot_py.services import Services
+
+__all__ = ["GitHubIntegration", "create"]
+
+
+class GitHubIntegration(Integration):
+    name = "github"
+
+    def __init__(self, services: Services, config: GitHubConfig) -> None:
+        self.services = services
+        self.config = config
+        webhook = config.webhook
+        self.accounts = GitHubAccounts(services.tokens, config.api_url, services.http)
+        self.hooks = RepoHooks(services.db, services.secrets, self.accounts, webhook.public_url if webhook else None)
+        self.repo_type = GithubRepoType(self.accounts, self.hooks, services.manager, config.default_options)
+        self.repo_type.commands = commands.RepoCommands(services, self.accounts, self.hooks)
+        self.oauth = GitHubOAuthFlow(
+            config, services.db, self.accounts, services.dms, services.outbox, services.http
+        )
+        self.webhooks = GitHubWebhooks(
+            self.repo_type, self.hooks, services.outbox, services.http,
+            services.config.bridge.domain, webhook.secret if webhook else None,
+        )
+        self.provisioning = GitHubProvisioning(config, self.accounts, self.oauth)
+
+    def connection_types(self) -> list[ConnectionType]:
+        return [self.repo_type]
+
+    def register_commands(self) -> None:
+        commands.register(self.services, self.accounts, self.oauth, self.config.oauth_url)
+
+    def add_webhook_routes(self, app: web.Application) -> None:
+        self.webhooks.add_routes(app)
+        self.oauth.add_routes(app)
+
+    def add_provisioning_routes(self, app: web.Application) -> None:
+        self.provisioning.add_routes(app)
+
+
+def create(services: Services) -> Integration | None:
+    cfg = services.config.github
+    if cfg is None:
+        return None
+    return GitHubIntegration(services, cfg)
