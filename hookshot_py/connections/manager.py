@@ -265,7 +265,12 @@ class ConnectionManager:
             conn = Connection(room_id, ctype.event_type, key, normalized)
             self._check_prefix(room_id, ctype, conn)
             outcome = await ctype.prepare(conn, existing=None, user_id=user_id)
-            await self._write(conn)
+            try:
+                await self._write(conn)
+            except BaseException:
+                # Undo prepare's side effects (a forge hook, a secret) for a connection that never was.
+                await ctype.on_removed(conn, user_id=user_id)
+                raise
         log.info("%s created %s connection %s in %s", user_id, ctype.type_name, key, room_id)
         return conn, outcome
 
