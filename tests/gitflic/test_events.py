@@ -17,7 +17,8 @@ from hookshot_py.gitflic.events import (
     validate_events,
 )
 
-SEED = Path("/work/shared/seeds/002_ba3013e5eeb3b1a4.txt")
+# shared/ sits beside the checkout (as in CI)
+SEED = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "002_ba3013e5eeb3b1a4.txt"
 # The delivered actions as CONTRACTS.md lists them.
 CONTRACT_ACTIONS = {
     "TEST_WEBHOOK", "ISSUE_CREATE", "ISSUE_UPDATE", "NEW_ISSUE_NOTE", "MERGE_REQUEST_CREATE",
