@@ -215,3 +215,14 @@ async def _gone(env):  # type: ignore[no-untyped-def]
 
 async def _flags(env, wanted):  # type: ignore[no-untyped-def]
     return [flags_on(h) for h in env.hooks()] == [wanted]
+
+
+async def test_a_second_project_with_the_same_prefix_is_a_conflict(gitflic_bridge, make_user):
+    env = await gitflic_bridge()
+    alice = await make_user("alice")
+    room = await room_with_bot(alice)
+    status, first = await env.connect(room, alice.user_id, {"ownerAlias": env.owner, "projectAlias": "widgets"})
+    assert status == 200, first
+    status, body = await env.connect(room, alice.user_id, {"ownerAlias": env.owner, "projectAlias": "gadgets"})
+    assert status == 409 and body["errcode"] == "HS_CONFLICTING_CONNECTION"
+    assert "!gf" in body["error"] and body["existingConnection"]["id"] == first["id"]
