@@ -8,15 +8,13 @@ hook was entered by hand). The rows are also kept in memory: every delivery need
 
 from __future__ import annotations
 
-import logging
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
 from hookshot_py.db.database import Database
+from hookshot_py.forge_webhooks import ForgeWebhookTable, StoredWebhook
 from hookshot_py.tokens import SecretBox
-
-log = logging.getLogger(__name__)
 
 SERVICE = "gitflic"
 
@@ -45,36 +43,20 @@ class HookRecord:
 
 class HookStore:
     def __init__(self, db: Database, box: SecretBox) -> None:
-        self.db = db
-        self.box = box
+        self.table = ForgeWebhookTable(db, box, SERVICE)
         self._records: dict[tuple[str, str], HookRecord] = {}
 
     async def load(self) -> None:
-        rows = await self.db.fetch(
-            "SELECT instance, project, hook_id, secret_ciphertext, events, url, data "
-            "FROM forge_webhooks WHERE service = $1",
-            SERVICE,
-        )
         records: dict[tuple[str, str], HookRecord] = {}
-        for row in rows:
-            try:
-                secret = self.box.decrypt(bytes(row["secret_ciphertext"])).decode()
-            except Exception:
-                # Another passFile: the secret is lost, and with it the way to verify deliveries.
-                log.error(
-                    "The GitFlic webhook secret of %s cannot be decrypted (was passFile changed?)", row["project"]
-                )
-                continue
-            data = row["data"] if isinstance(row["data"], dict) else {}
-            events = row["events"] if isinstance(row["events"], list) else []
-            project_id = data.get("projectId")
-            records[(row["instance"], row["project"])] = HookRecord(
-                instance=row["instance"],
-                project=row["project"],
-                secret=secret,
-                events=tuple(e for e in events if isinstance(e, str)),
-                url=row["url"],
-                hook_id=row["hook_id"],
+        for row in await self.table.all():
+            project_id = row.data.get("projectId")
+            records[(row.instance, row.project)] = HookRecord(
+                instance=row.instance,
+                project=row.project,
+                secret=row.secret,
+                events=row.events,
+                url=row.url,
+                hook_id=row.hook_id,
                 project_id=project_id if isinstance(project_id, str) else None,
             )
         self._records = records
@@ -92,39 +74,26 @@ class HookStore:
         return [r for r in self._records.values() if r.project_id is None]
 
     async def save(self, record: HookRecord) -> None:
-        await self.db.execute(
-            """
-            INSERT INTO forge_webhooks (service, instance, project, hook_id, secret_ciphertext, events, url, data)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            ON CONFLICT (service, instance, project) DO UPDATE SET
-                hook_id = EXCLUDED.hook_id, secret_ciphertext = EXCLUDED.secret_ciphertext,
-                events = EXCLUDED.events, url = EXCLUDED.url, data = EXCLUDED.data, updated_at = now()
-            """,
-            SERVICE,
-            record.instance,
-            record.project,
-            record.hook_id,
-            self.box.encrypt(record.secret.encode()),
-            list(record.events),
-            record.url,
-            record.data(),
+        await self.table.save(
+            StoredWebhook(
+                instance=record.instance,
+                project=record.project,
+                secret=record.secret,
+                url=record.url,
+                events=record.events,
+                hook_id=record.hook_id,
+                data=record.data(),
+            )
         )
         self._records[(record.instance, record.project)] = record
 
     async def learn_project_id(self, record: HookRecord, project_id: str) -> HookRecord:
         """Remember the GitFlic id of a project seen in a verified delivery."""
         updated = replace(record, project_id=project_id)
-        await self.db.execute(
-            "UPDATE forge_webhooks SET data = data || $4::jsonb, updated_at = now() "
-            "WHERE service = $1 AND instance = $2 AND project = $3",
-            SERVICE, record.instance, record.project, {"projectId": project_id},
-        )
+        await self.table.merge_data(record.instance, record.project, {"projectId": project_id})
         self._records[(record.instance, record.project)] = updated
         return updated
 
     async def delete(self, instance: str, project: str) -> None:
-        await self.db.execute(
-            "DELETE FROM forge_webhooks WHERE service = $1 AND instance = $2 AND project = $3",
-            SERVICE, instance, project,
-        )
+        await self.table.delete(instance, project)
         self._records.pop((instance, project), None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hookshot_py.db.database import Database
+from hookshot_py.forge_webhooks import ForgeWebhookTable, StoredWebhook
 from hookshot_py.github.accounts import GitHubAccounts
 from hookshot_py.github.client import GitHubClient, Hook
 from hookshot_py.github.errors import GitHubError
@@ -91,8 +92,7 @@ def generate_secret() -> str:
 
 class RepoHooks:
     def __init__(self, db: Database, box: SecretBox, accounts: GitHubAccounts, public_url: str | None) -> None:
-        self.db = db
-        self.box = box
+        self.table = ForgeWebhookTable(db, box, SERVICE)
         self.accounts = accounts
         self.url = webhook_url(public_url)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -103,27 +103,16 @@ class RepoHooks:
     # --- storage --------------------------------------------------------------------------
 
     async def get(self, full_name: str) -> HookRecord | None:
-        row = await self.db.fetchrow(
-            "SELECT project, hook_id, secret_ciphertext, events, url, data FROM forge_webhooks "
-            "WHERE service = $1 AND instance = $2 AND project = $3",
-            SERVICE, INSTANCE, project_key(full_name),
-        )
+        row = await self.table.get(INSTANCE, project_key(full_name))
         if row is None:
             return None
-        try:
-            secret = self.box.decrypt(bytes(row["secret_ciphertext"])).decode()
-        except Exception:
-            log.error("The webhook secret of %s cannot be decrypted (was passFile changed?)", row["project"])
-            return None
-        data = row["data"] if isinstance(row["data"], dict) else {}
-        events = row["events"] if isinstance(row["events"], list) else []
-        registered_by = data.get("registeredBy")
+        registered_by = row.data.get("registeredBy")
         return HookRecord(
-            project=row["project"],
-            secret=secret,
-            url=row["url"],
-            hook_id=int(row["hook_id"]) if row["hook_id"] else None,
-            events=[e for e in events if isinstance(e, str)],
+            project=row.project,
+            secret=row.secret,
+            url=row.url,
+            hook_id=int(row.hook_id) if row.hook_id else None,
+            events=list(row.events),
             registered_by=registered_by if isinstance(registered_by, str) else None,
         )
 
@@ -132,25 +121,20 @@ class RepoHooks:
         return None if record is None else record.secret
 
     async def _save(self, rec: HookRecord) -> None:
-        await self.db.execute(
-            """
-            INSERT INTO forge_webhooks (service, instance, project, hook_id, secret_ciphertext, events, url, data)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            ON CONFLICT (service, instance, project) DO UPDATE SET
-                hook_id = EXCLUDED.hook_id, secret_ciphertext = EXCLUDED.secret_ciphertext,
-                events = EXCLUDED.events, url = EXCLUDED.url, data = EXCLUDED.data, updated_at = now()
-            """,
-            SERVICE, INSTANCE, rec.project,
-            None if rec.hook_id is None else str(rec.hook_id),
-            self.box.encrypt(rec.secret.encode()),
-            sorted(rec.events), rec.url, {"registeredBy": rec.registered_by},
+        await self.table.save(
+            StoredWebhook(
+                instance=INSTANCE,
+                project=rec.project,
+                secret=rec.secret,
+                url=rec.url,
+                events=tuple(sorted(rec.events)),
+                hook_id=None if rec.hook_id is None else str(rec.hook_id),
+                data={"registeredBy": rec.registered_by},
+            )
         )
 
     async def _delete(self, project: str) -> None:
-        await self.db.execute(
-            "DELETE FROM forge_webhooks WHERE service = $1 AND instance = $2 AND project = $3",
-            SERVICE, INSTANCE, project,
-        )
+        await self.table.delete(INSTANCE, project)
 
     # --- registration ---------------------------------------------------------------------
 
