@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hookshot_py.barkeep.integration import create as barkeep
 from hookshot_py.generic.integration import create as generic
 from hookshot_py.github.integration import create as github
 from hookshot_py.gitflic.integration import create as gitflic
@@ -16,6 +17,7 @@ Factory = Callable[[Services], Integration | None]
 FACTORIES: list[Factory] = [
     github,
     gitflic,
+    barkeep,
     generic,
 ]
 

@@ -145,6 +145,24 @@ class BarkeepClient:
         data = await self._request("POST", "/api/add_repo", form={"url": url}, signed=True)
         return data if isinstance(data, dict) else {}
 
+    async def check_key(self) -> bool:
+        """Check the API key and secret without changing anything; True for an admin's key.
+
+        Barkeep has no "who am I" route. This sends a signed `POST /api/add_repo` with no `url`:
+        the server checks the key, timestamp and signature first (errors as for any signed call),
+        then answers 403 "Admin only." to other users, and an admin's call fails on the missing
+        `url` (400) before anything is cloned.
+        """
+        try:
+            await self._request("POST", "/api/add_repo", form={}, signed=True)
+        except BarkeepError as e:
+            if e.kind == "admin_only":
+                return False
+            if e.kind == "bad_request" and e.status == 400 and "'url'" in e.message:
+                return True
+            raise
+        raise self._error(200, "Barkeep accepted an add_repo call without a URL", "unavailable")
+
     # -- plumbing ----------------------------------------------------------------------------------
 
     def _error(self, status: int, message: str, kind: ErrorKind, repo: str = "", sha: str = "") -> BarkeepError:

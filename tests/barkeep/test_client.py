@@ -316,3 +316,25 @@ async def test_timeout_is_unavailable(aiohttp_server: Any, session: aiohttp.Clie
 def test_base_url_must_be_http(url: str) -> None:
     with pytest.raises(ValueError, match="http"):
         BarkeepClient(url, session=None)  # type: ignore[arg-type]
+
+
+# -- checking a key without side effects ------------------------------------------------------------
+
+
+async def test_check_key_tells_admins_from_users_and_changes_nothing(make_client: MakeClient, state: FakeBarkeepState) -> None:
+    assert await make_client("admin-key", "admin-secret").check_key() is True
+    assert await make_client("user-key", "user-secret").check_key() is False
+    assert set(state.repos) == {REPO}
+    assert [r.status for r in state.requests_to("/api/add_repo")] == [400, 403]
+
+
+async def test_check_key_raises_for_a_refused_key_or_timestamp(make_client: MakeClient, clock: Clock) -> None:
+    with pytest.raises(BarkeepError) as info:
+        await make_client("user-key", "not-the-secret").check_key()
+    assert (info.value.kind, info.value.message) == ("auth", "Bad signature.")
+    with pytest.raises(BarkeepError) as info:
+        await make_client("user-key", "user-secret", clock=lambda: clock.now - 3600).check_key()
+    assert info.value.kind == "stale"
+    with pytest.raises(BarkeepError) as info:
+        await make_client(None, None).check_key()
+    assert info.value.kind == "auth" and info.value.status == 0

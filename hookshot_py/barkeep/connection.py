@@ -1,0 +1,214 @@
+"""The Barkeep repository connection type (`uk.half-shot.matrix-hookshot.barkeep.repository`).
+
+State (key `instance/repo`): `instance` (a key of `barkeep.instances`), `repo` (the repository's
+name on Barkeep), `events` (`approvals`, `comments`), `commandPrefix` (default `!barkeep`) and,
+optionally, `gitUrl`: given when the connection is created, the bridge asks Barkeep to clone and
+track that repository (`POST /api/add_repo`, with the instance's admin key from the config).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hookshot_py.barkeep.accounts import BarkeepAccounts
+from hookshot_py.barkeep.errors import BarkeepError
+from hookshot_py.barkeep.store import WatchStore
+from hookshot_py.connections.base import Connection, ConnectionType, Outcome
+from hookshot_py.errors import ApiError, ErrCode, ValidationIssue
+
+if TYPE_CHECKING:
+    from hookshot_py.barkeep.commands import PrefixCommands
+    from hookshot_py.commands.context import CommandContext
+    from hookshot_py.connections.manager import ConnectionManager
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE = "uk.half-shot.matrix-hookshot.barkeep.repository"
+DEFAULT_PREFIX = "!barkeep"
+EVENTS = ("approvals", "comments")
+MAX_PREFIX_LENGTH = 32
+MAX_REPO_LENGTH = 255
+MAX_URL_LENGTH = 2048
+_FIELDS = ("instance", "repo", "events", "commandPrefix", "gitUrl")
+# Barkeep's answer to add_repo when it already has the repository.
+_ALREADY_TRACKED = "There is already a folder named"
+
+
+def repo_problem(repo: Any) -> str | None:
+    """Why `repo` cannot be a Barkeep repository name (a directory name on the server), if so."""
+    if not isinstance(repo, str) or not repo:
+        return "must be the repository's name on Barkeep"
+    if repo in (".", "..") or "/" in repo or not repo.isprintable() or repo != repo.strip():
+        return "must be a Barkeep repository name (a directory name: no '/', no surrounding spaces)"
+    if len(repo) > MAX_REPO_LENGTH:
+        return f"must be at most {MAX_REPO_LENGTH} characters"
+    return None
+
+
+def repo_name_of_url(url: str) -> str:
+    """The name Barkeep gives a repository cloned from `url`: Ruby's `File.basename(url, ".*")`."""
+    base = url.rstrip("/").rsplit("/", 1)[-1]
+    stem, dot, _ = base.rpartition(".")
+    return stem if dot and stem else base
+
+
+def events_of(conn: Connection) -> list[str]:
+    events = conn.state.get("events")
+    if not isinstance(events, list):
+        return list(EVENTS)
+    return [e for e in EVENTS if e in events]
+
+
+def instance_of(conn: Connection) -> str:
+    return str(conn.state.get("instance", ""))
+
+
+def repo_of(conn: Connection) -> str:
+    return str(conn.state.get("repo", ""))
+
+
+def api_error(err: BarkeepError) -> ApiError:
+    """A Barkeep failure while serving a bridge request, as the API error for the caller."""
+    text = err.describe()
+    if err.kind == "bad_request":
+        return ApiError(ErrCode.BAD_VALUE, text)
+    if err.kind in ("not_found", "ambiguous"):
+        return ApiError(ErrCode.NOT_FOUND, text)
+    if err.kind in ("auth", "admin_only", "stale", "clock_skew"):
+        # The bridge's own key (or clock) is what Barkeep refused.
+        return ApiError(ErrCode.FORBIDDEN_BOT, text)
+    return ApiError(ErrCode.UNKNOWN, text, status=502)
+
+
+class BarkeepRepoType(ConnectionType):
+    type_name = "BarkeepRepo"
+    event_type = EVENT_TYPE
+    service = "barkeep"
+    display_service = "barkeep"
+
+    def __init__(self, accounts: BarkeepAccounts, store: WatchStore, manager: ConnectionManager) -> None:
+        self.accounts = accounts
+        self.config = accounts.config
+        self.store = store
+        self.manager = manager
+        self.commands: PrefixCommands | None = None  # set by the integration
+
+    # -- state --------------------------------------------------------------------------------------
+
+    def validate(
+        self, state: dict[str, Any], *, existing: Connection | None, is_new: bool
+    ) -> tuple[dict[str, Any], list[ValidationIssue]]:
+        issues: list[ValidationIssue] = []
+        if is_new:
+            issues += [
+                ValidationIssue(f"/{k}", f"unknown field; expected one of {', '.join(_FIELDS)}")
+                for k in state
+                if k not in _FIELDS
+            ]
+        instances = list(self.config.instances)
+        default_instance = instances[0] if len(instances) == 1 else None
+        instance = state.get("instance", default_instance)
+        if not isinstance(instance, str) or instance not in self.config.instances:
+            issues.append(
+                ValidationIssue("/instance", f"must be a configured Barkeep instance: {', '.join(instances)}")
+            )
+        elif existing is not None and existing.state.get("instance") not in (None, instance):
+            issues.append(ValidationIssue("/instance", "cannot be changed; remove the connection and create a new one"))
+        repo = state.get("repo")
+        if (problem := repo_problem(repo)) is not None:
+            issues.append(ValidationIssue("/repo", problem if repo is not None else "is required"))
+        events: Any = state.get("events", list(EVENTS))
+        if is_new:
+            if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+                issues.append(ValidationIssue("/events", f"must be a list of: {', '.join(EVENTS)}"))
+            else:
+                issues += [
+                    ValidationIssue(f"/events/{i}", f"unknown event {e!r}; expected one of {', '.join(EVENTS)}")
+                    for i, e in enumerate(events)
+                    if e not in EVENTS
+                ]
+                events = [e for e in EVENTS if e in events]
+        elif isinstance(events, list):
+            events = [e for e in EVENTS if e in events]  # state from elsewhere: keep what we know
+        else:
+            events = list(EVENTS)
+        prefix = state.get("commandPrefix", DEFAULT_PREFIX)
+        if not (isinstance(prefix, str) and 0 < len(prefix) <= MAX_PREFIX_LENGTH and not any(c.isspace() for c in prefix)):
+            issues.append(
+                ValidationIssue("/commandPrefix", f"must be a word of 1 to {MAX_PREFIX_LENGTH} characters without spaces")
+            )
+        normalized: dict[str, Any] = {"instance": instance, "repo": repo, "events": events, "commandPrefix": prefix}
+        git_url = state.get("gitUrl")
+        if git_url is not None:
+            if not isinstance(git_url, str) or not git_url or len(git_url) > MAX_URL_LENGTH or any(
+                c.isspace() for c in git_url
+            ):
+                issues.append(ValidationIssue("/gitUrl", "must be a git URL without spaces"))
+            elif is_new and existing is None and isinstance(repo, str) and repo_name_of_url(git_url) != repo:
+                issues.append(
+                    ValidationIssue(
+                        "/gitUrl",
+                        f"Barkeep names a repository cloned from this URL {repo_name_of_url(git_url)!r}, "
+                        f"not {repo!r}: make `repo` match the URL's last part",
+                    )
+                )
+            normalized["gitUrl"] = git_url
+        return normalized, issues
+
+    def state_key(self, state: dict[str, Any]) -> str:
+        return f"{state['instance']}/{state['repo']}"
+
+    # -- side effects -------------------------------------------------------------------------------
+
+    async def prepare(self, conn: Connection, *, existing: Connection | None, user_id: str | None) -> Outcome:
+        """With a `gitUrl` on a new connection, ask Barkeep to track the repository.
+
+        The instance's admin key from the config is used. Without one the connection is still
+        made (Barkeep may already have the repository) and the caller is told what to do; a
+        refusal from Barkeep refuses the connection, since the user asked for tracking.
+        """
+        git_url = conn.state.get("gitUrl")
+        if existing is not None or not isinstance(git_url, str):
+            return Outcome()
+        instance = instance_of(conn)
+        client = self.accounts.admin_client(instance)
+        if client is None:
+            return Outcome(
+                warnings=[
+                    f"No admin API key is configured for the Barkeep instance {instance!r}, so the bridge "
+                    f"did not ask Barkeep to track {git_url}: a Barkeep admin must add the repository."
+                ]
+            )
+        try:
+            answer = await client.add_repo(git_url)
+        except BarkeepError as e:
+            if e.kind == "bad_request" and e.message.startswith(_ALREADY_TRACKED):
+                return Outcome(secrets={"tracking": f"Barkeep already tracks {repo_of(conn)}."})
+            log.warning("Barkeep refused to track %s for %s: %s", git_url, user_id, e)
+            raise api_error(e) from e
+        message = str(answer.get("message") or f"Barkeep was asked to track {git_url}.")
+        log.info("Asked Barkeep %s to track %s for %s: %s", instance, git_url, user_id, message)
+        return Outcome(secrets={"tracking": message})
+
+    async def on_removed(self, conn: Connection, *, user_id: str | None) -> list[str]:
+        """Stop watching the repository's commits once no room is connected to it."""
+        instance, repo = instance_of(conn), repo_of(conn)
+        if any(instance_of(c) == instance and repo_of(c) == repo for c in self.manager.all(EVENT_TYPE)):
+            return []
+        try:
+            await self.store.forget_repo(instance, repo)
+        except Exception as e:  # must not raise: the connection is gone either way
+            log.exception("Could not forget the watched commits of %s/%s", instance, repo)
+            return [f"Could not forget the watched commits of {repo}: {e}"]
+        return []
+
+    # -- prefix commands ------------------------------------------------------------------------------
+
+    async def handle_command(self, ctx: CommandContext, conn: Connection, args: list[str]) -> bool:
+        if self.commands is None:
+            return False
+        return await self.commands.handle(ctx, conn, args)
+
+    def command_help(self, conn: Connection) -> list[tuple[str, str]]:
+        return self.commands.help() if self.commands is not None else []

@@ -1,0 +1,46 @@
+"""Barkeep repository connections as a bridge integration: commands, and the review poller."""
+
+from __future__ import annotations
+
+from hookshot_py.barkeep import commands
+from hookshot_py.barkeep.accounts import BarkeepAccounts
+from hookshot_py.barkeep.connection import BarkeepRepoType
+from hookshot_py.barkeep.poller import BarkeepPoller
+from hookshot_py.barkeep.store import WatchStore
+from hookshot_py.config import BarkeepConfig
+from hookshot_py.connections.base import ConnectionType
+from hookshot_py.integration import Integration
+from hookshot_py.services import Services
+
+
+class BarkeepIntegration(Integration):
+    name = "barkeep"
+
+    def __init__(self, services: Services, config: BarkeepConfig) -> None:
+        self.services = services
+        self.accounts = BarkeepAccounts(config, services.http, services.tokens)
+        self.store = WatchStore(services.db)
+        self.repos = BarkeepRepoType(self.accounts, self.store, services.manager)
+        self.repos.commands = commands.PrefixCommands(services, self.accounts, self.store)
+        self.poller = BarkeepPoller(
+            self.accounts, self.store, services.manager, services.outbox, float(config.poll_interval_seconds)
+        )
+
+    def connection_types(self) -> list[ConnectionType]:
+        return [self.repos]
+
+    def register_commands(self) -> None:
+        commands.register(self.services, self.repos, self.accounts)
+
+    async def start(self) -> None:
+        self.poller.start()
+
+    async def stop(self) -> None:
+        await self.poller.stop()
+
+
+def create(services: Services) -> Integration | None:
+    config = services.config.barkeep
+    if config is None:
+        return None
+    return BarkeepIntegration(services, config)
