@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -17,6 +20,11 @@ from hookshot_py.matrix.profiles import Profiles
 from hookshot_py.metrics import Metrics
 from hookshot_py.permissions import Permissions
 from hookshot_py.tokens import SecretBox, TokenStore
+
+log = logging.getLogger(__name__)
+
+# (room_id, repository name as the forge spells it, the forge's push payload)
+PushListener = Callable[[str, str, dict[str, Any]], Awaitable[object]]
 
 
 @dataclass
@@ -35,3 +43,13 @@ class Services:
     secrets: SecretBox
     room_commands: CommandRegistry = field(default_factory=CommandRegistry)
     dm_commands: CommandRegistry = field(default_factory=CommandRegistry)
+    push_listeners: list[PushListener] = field(default_factory=list)
+
+    async def push_seen(self, room_id: str, repo: str, payload: dict[str, Any]) -> None:
+        """A forge connection in `room_id` received a push: tell the services that care (Barkeep
+        watches the pushed commits). Listeners' failures are logged, never raised."""
+        for listener in self.push_listeners:
+            try:
+                await listener(room_id, repo, payload)
+            except Exception:
+                log.exception("A push listener failed for %s in %s", repo, room_id)

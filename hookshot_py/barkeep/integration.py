@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hookshot_py.barkeep import commands
 from hookshot_py.barkeep.accounts import BarkeepAccounts
 from hookshot_py.barkeep.connection import BarkeepRepoType
 from hookshot_py.barkeep.poller import BarkeepPoller
 from hookshot_py.barkeep.store import WatchStore
+from hookshot_py.barkeep.watch import pushed_shas, watch_pushed_commits
 from hookshot_py.config import BarkeepConfig
 from hookshot_py.connections.base import ConnectionType
 from hookshot_py.integration import Integration
@@ -25,6 +28,11 @@ class BarkeepIntegration(Integration):
         self.poller = BarkeepPoller(
             self.accounts, self.store, services.manager, services.outbox, float(config.poll_interval_seconds)
         )
+        services.push_listeners.append(self._on_push)
+
+    async def _on_push(self, room_id: str, repo: str, payload: dict[str, Any]) -> None:
+        """Commits pushed to a GitHub/GitFlic repository of the same name become watched."""
+        await watch_pushed_commits(self.services, room_id, repo, pushed_shas(payload))
 
     def connection_types(self) -> list[ConnectionType]:
         return [self.repos]

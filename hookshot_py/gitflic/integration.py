@@ -24,7 +24,9 @@ class GitFlicIntegration(Integration):
         self.hooks = ProjectHooks(config, self.store, services.tokens, services.http)
         self.projects = GitFlicProjectType(config, self.hooks, services.manager)
         self.projects.commands = commands.PrefixCommands(services, self.hooks)
-        self.route = GitFlicWebhookRoute(config, self.store, services.manager, services.outbox)
+        self.route = GitFlicWebhookRoute(
+            config, self.store, services.manager, services.outbox, on_push=services.push_seen
+        )
 
     def connection_types(self) -> list[ConnectionType]:
         return [self.projects]

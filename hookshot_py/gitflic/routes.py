@@ -26,7 +26,9 @@ from hookshot_py.gitflic.format import format_delivery
 from hookshot_py.gitflic.project import WEBHOOK_PATH, project_key
 from hookshot_py.gitflic.store import HookRecord, HookStore
 from hookshot_py.gitflic.webhook import Delivery, DeliveryError, parse_delivery, verify_secret
+from hookshot_py.listeners.http import read_body
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
+from hookshot_py.services import PushListener
 
 log = logging.getLogger(__name__)
 
@@ -65,27 +67,29 @@ def notice(body: str, html: str) -> dict[str, Any]:
     }
 
 
+# Deliveries that carry pushed commits.
+PUSH_ACTIONS = frozenset({"PUSH", "BRANCH_UPDATE", "BRANCH_CREATE"})
+
+
 class GitFlicWebhookRoute:
-    def __init__(self, config: GitFlicConfig, store: HookStore, manager: ConnectionManager, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        config: GitFlicConfig,
+        store: HookStore,
+        manager: ConnectionManager,
+        outbox: Outbox,
+        on_push: PushListener | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.manager = manager
         self.outbox = outbox
+        self.on_push = on_push
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(WEBHOOK_PATH, self.handle)
         # `publicUrl` is stored with a trailing slash (see the config loader); accept it.
         app.router.add_post(WEBHOOK_PATH + "/", self.handle)
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
-        body = bytearray()
-        async for chunk in request.content.iter_chunked(65536):
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
-        return bytes(body)
 
     def _candidates(self, delivery: Delivery) -> list[HookRecord]:
         """Records the delivery may belong to; its secret decides which one it does."""
@@ -114,7 +118,7 @@ class GitFlicWebhookRoute:
         return out
 
     async def handle(self, request: web.Request) -> web.Response:
-        raw = await self._read_body(request)
+        raw = await read_body(request, MAX_BODY_BYTES)
         try:
             delivery = parse_delivery(raw)
         except DeliveryError as e:
@@ -130,7 +134,11 @@ class GitFlicWebhookRoute:
         instance_url = instance.url if instance else ""
         key = dedupe_key(delivery)
         events: list[OutgoingEvent] = []
-        for conn in self._connections(record):
+        conns = self._connections(record)
+        if delivery.action in PUSH_ACTIONS and self.on_push is not None and isinstance(delivery.raw, dict):
+            for conn in conns:
+                await self.on_push(conn.room_id, record.project, delivery.raw)
+        for conn in conns:
             if not is_wanted(delivery.action, events_of(conn)):
                 continue
             body, html = format_delivery(delivery, instance_url=instance_url, project=conn.state_key)

@@ -37,6 +37,7 @@ class GitHubIntegration(Integration):
         self.webhooks = GitHubWebhooks(
             self.repo_type, self.hooks, services.outbox, services.http,
             services.config.bridge.domain, webhook.secret if webhook else None,
+            on_push=services.push_seen,
         )
         self.provisioning = GitHubProvisioning(config, self.accounts, self.oauth)
 

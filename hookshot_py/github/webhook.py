@@ -23,7 +23,9 @@ from hookshot_py.github.connection import GithubRepoType
 from hookshot_py.github.format import PayloadError, candidate_hooks, format_event, pr_diff_url
 from hookshot_py.github.hooks import RepoHooks
 from hookshot_py.github.verify import verify_signature
+from hookshot_py.listeners.http import read_body
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
+from hookshot_py.services import PushListener
 
 __all__ = ["GitHubWebhooks", "MAX_BODY_BYTES"]
 
@@ -44,6 +46,7 @@ class GitHubWebhooks:
         http: aiohttp.ClientSession,
         domain: str,
         config_secret: str | None,
+        on_push: PushListener | None = None,
     ) -> None:
         self.repo_type = repo_type
         self.hooks = hooks
@@ -51,6 +54,7 @@ class GitHubWebhooks:
         self.http = http
         self.domain = domain
         self.config_secret = config_secret
+        self.on_push = on_push
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/github/webhook", self.handle)
@@ -63,7 +67,7 @@ class GitHubWebhooks:
                 ErrCode.BAD_VALUE,
                 "Missing X-GitHub-Event or X-GitHub-Delivery header: this is not a GitHub delivery.",
             )
-        raw = await _read_body(request)
+        raw = await read_body(request, MAX_BODY_BYTES)
         payload = _parse(raw, request.content_type)
         repository = payload.get("repository")
         full_name = repository.get("full_name") if isinstance(repository, dict) else None
@@ -74,6 +78,9 @@ class GitHubWebhooks:
         if full_name is None:
             log.info("GitHub %s delivery %s names no repository; nothing to post", event, delivery)
             return web.json_response({"ok": True, "handled": False})
+        if event == "push" and self.on_push is not None:
+            for conn in self.repo_type.connections_for(full_name):
+                await self.on_push(conn.room_id, full_name, payload)
         try:
             hooks = candidate_hooks(event, payload)
         except PayloadError as exc:
@@ -138,17 +145,6 @@ class GitHubWebhooks:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             log.info("Fetching %s failed (%s); posting without the diff", url, exc)
             return None
-
-
-async def _read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds GitHub's limit of {MAX_BODY_BYTES} bytes.")
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds GitHub's limit of {MAX_BODY_BYTES} bytes.")
-    return bytes(body)
 
 
 def _parse(raw: bytes, content_type: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from hookshot_py.barkeep.watch import watch_pushed_commits
 from support.fixtures import BOT, room_with_bot
 from support.helpers import is_notice_with, wait_state
 
-from .conftest import ADMIN_KEY, SHA_ABC, SHA_B, USER_KEY, USER_SECRET
+from .conftest import ADMIN_KEY, SHA_ABC, SHA_B, SHA_C, USER_KEY, USER_SECRET
 
 
 async def test_review_news_reaches_the_room_once_also_across_a_restart(barkeep_bridge, make_user):
@@ -114,3 +114,20 @@ async def test_without_an_admin_key_the_connection_is_made_with_a_warning(barkee
 
     status, body = await env.connect(await room_with_bot(alice), alice.user_id, {"instance": "main", "repo": "untracked", "gitUrl": url})
     assert status == 200 and "No admin API key" in body["warning"]["message"]
+
+
+async def test_a_push_seen_by_a_forge_connection_is_watched(barkeep_bridge, make_user):
+    env = await barkeep_bridge()
+    alice = await make_user("alice")
+    room = await room_with_bot(alice)
+    status, body = await env.connect(room, alice.user_id, {"instance": "main", "repo": env.repo})
+    assert status == 200, body
+    github_push = {"after": SHA_B, "commits": [{"id": SHA_B}, {"id": SHA_C}], "head_commit": {"id": SHA_C}}
+    await env.services.push_seen(room, f"Octo-Org/{env.repo.upper()}", github_push)
+    watched = await env.services.db.fetch(
+        "SELECT sha FROM barkeep_watched_commits WHERE repo = $1 ORDER BY sha", env.repo
+    )
+    assert sorted(r["sha"] for r in watched) == sorted([SHA_B, SHA_C])
+    # another repository's push in the same room is not ours
+    await env.services.push_seen(room, "octo-org/unrelated", {"commits": [{"id": SHA_ABC}]})
+    assert await env.services.db.fetchval("SELECT count(*) FROM barkeep_watched_commits WHERE sha = $1", SHA_ABC) == 0

@@ -146,3 +146,19 @@ def test_dedupe_key_needs_something_that_names_the_occurrence() -> None:
     assert key(issue) == key(json.loads(json.dumps(issue, indent=2))) is not None
     assert key(issue) != key({**issue, "action": "ISSUE_UPDATE"})
     assert key({"action": "BRANCH_UPDATE", "project": project, "push": {"before": "a", "after": "b"}}) is not None
+
+
+async def test_pushes_are_announced_to_push_listeners(gitflic_bridge, make_user):
+    env = await gitflic_bridge()
+    (room,), secret = await connected(env, make_user, ["ISSUE_CREATE"])
+    seen: list[tuple[str, str]] = []
+
+    async def listener(room_id: str, name: str, body: dict[str, Any]) -> None:
+        seen.append((room_id, name))
+
+    env.services.push_listeners.append(listener)
+    assert (await env.deliver(env.payload("branch_update"), secret))[0] == 200
+    assert seen == [(room, env.key)], "the room's events decide what is posted, not what is seen"
+    assert (await env.deliver(env.payload("issue_create"), secret))[0] == 200
+    assert (await env.deliver(env.payload("branch_update"), "wrong-secret"))[0] == 401
+    assert len(seen) == 1

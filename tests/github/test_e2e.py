@@ -223,3 +223,26 @@ async def test_access_is_checked_against_github(gh_bridge: GitHubBridge, make_us
     assert types["GithubRepo"] == {
         "type": "GithubRepo", "eventType": EVENT_TYPE, "service": "github", "botUserId": "@hookshot:hookshot.test",
     }
+
+
+async def test_push_deliveries_are_announced_to_push_listeners(gh_bridge: GitHubBridge, make_user: Any) -> None:
+    """Other services (Barkeep) learn of pushes to a connected repository, even when the room
+    does not post pushes (push is off by default)."""
+    gh = gh_bridge.gh
+    repo = fresh_repo(gh)
+    alice = await make_user("alice")
+    room = await room_with_bot(alice)
+    await gh_bridge.login(alice.user_id, "alice")
+    assert (await connect(gh_bridge, room, alice.user_id, repo))[0] == 200
+    [hook] = gh.hooks_for("octo-org", repo)
+    seen: list[tuple[str, str, str]] = []
+
+    async def listener(room_id: str, name: str, body: dict[str, Any]) -> None:
+        seen.append((room_id, name, body["after"]))
+
+    gh_bridge.services.push_listeners.append(listener)
+    push = payload("push", repo)
+    assert (await deliver(gh_bridge.webhook_url, "push", push, hook.secret, hook_id=hook.id)).status == 200
+    assert seen == [(room, push["repository"]["full_name"], push["after"])]
+    assert (await deliver(gh_bridge.webhook_url, "push", push, "wrong", hook_id=hook.id)).status == 401
+    assert len(seen) == 1, "an unverified push is nobody's news"
