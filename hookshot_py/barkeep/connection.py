@@ -15,6 +15,7 @@ from hookshot_py.barkeep.accounts import BarkeepAccounts
 from hookshot_py.barkeep.errors import BarkeepError
 from hookshot_py.barkeep.store import WatchStore
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome
+from hookshot_py.connections.validation import command_prefix, unknown_fields
 from hookshot_py.errors import ApiError, ErrCode, ValidationIssue
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 EVENT_TYPE = "uk.half-shot.matrix-hookshot.barkeep.repository"
 DEFAULT_PREFIX = "!barkeep"
 EVENTS = ("approvals", "comments")
-MAX_PREFIX_LENGTH = 32
 MAX_REPO_LENGTH = 255
 MAX_URL_LENGTH = 2048
 _FIELDS = ("instance", "repo", "events", "commandPrefix", "gitUrl")
@@ -101,11 +101,7 @@ class BarkeepRepoType(ConnectionType):
     ) -> tuple[dict[str, Any], list[ValidationIssue]]:
         issues: list[ValidationIssue] = []
         if is_new:
-            issues += [
-                ValidationIssue(f"/{k}", f"unknown field; expected one of {', '.join(_FIELDS)}")
-                for k in state
-                if k not in _FIELDS
-            ]
+            issues += unknown_fields(state, _FIELDS)
         instances = list(self.config.instances)
         default_instance = instances[0] if len(instances) == 1 else None
         instance = state.get("instance", default_instance)
@@ -133,11 +129,8 @@ class BarkeepRepoType(ConnectionType):
             events = [e for e in EVENTS if e in events]  # state from elsewhere: keep what we know
         else:
             events = list(EVENTS)
-        prefix = state.get("commandPrefix", DEFAULT_PREFIX)
-        if not (isinstance(prefix, str) and 0 < len(prefix) <= MAX_PREFIX_LENGTH and not any(c.isspace() for c in prefix)):
-            issues.append(
-                ValidationIssue("/commandPrefix", f"must be a word of 1 to {MAX_PREFIX_LENGTH} characters without spaces")
-            )
+        prefix, prefix_issues = command_prefix(state, DEFAULT_PREFIX)
+        issues += prefix_issues
         normalized: dict[str, Any] = {"instance": instance, "repo": repo, "events": events, "commandPrefix": prefix}
         git_url = state.get("gitUrl")
         if git_url is not None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hookshot_py.config import GitFlicConfig
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome
+from hookshot_py.connections.validation import command_prefix, unknown_fields
 from hookshot_py.errors import ApiError, ValidationIssue
 from hookshot_py.gitflic.events import DEFAULT_EVENTS, SUBSCRIPTION_FLAGS, validate_events
 from hookshot_py.gitflic.hooks import ProjectHooks, ordered_events
@@ -30,12 +31,7 @@ log = logging.getLogger(__name__)
 
 EVENT_TYPE = "uk.half-shot.matrix-hookshot.gitflic.project"
 DEFAULT_PREFIX = "!gf"
-MAX_PREFIX_LENGTH = 32
 _FIELDS = ("ownerAlias", "projectAlias", "instance", "events", "commandPrefix")
-
-
-def _is_prefix(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_PREFIX_LENGTH and not any(c.isspace() for c in value)
 
 
 def ref_of(conn: Connection) -> ProjectRef:
@@ -71,11 +67,7 @@ class GitFlicProjectType(ConnectionType):
     ) -> tuple[dict[str, Any], list[ValidationIssue]]:
         issues: list[ValidationIssue] = []
         if is_new:
-            issues += [
-                ValidationIssue(f"/{k}", f"unknown field; expected one of {', '.join(_FIELDS)}")
-                for k in state
-                if k not in _FIELDS
-            ]
+            issues += unknown_fields(state, _FIELDS)
         for name in ("ownerAlias", "projectAlias"):
             value = state.get(name)
             if value is None:
@@ -103,13 +95,8 @@ class GitFlicProjectType(ConnectionType):
             events = [flag for flag in SUBSCRIPTION_FLAGS if flag in events]
         else:
             events = list(DEFAULT_EVENTS)
-        prefix = state.get("commandPrefix", DEFAULT_PREFIX)
-        if not _is_prefix(prefix):
-            issues.append(
-                ValidationIssue(
-                    "/commandPrefix", f"must be a word of 1 to {MAX_PREFIX_LENGTH} characters without spaces"
-                )
-            )
+        prefix, prefix_issues = command_prefix(state, DEFAULT_PREFIX)
+        issues += prefix_issues
         normalized = {
             "ownerAlias": state.get("ownerAlias"),
             "projectAlias": state.get("projectAlias"),
