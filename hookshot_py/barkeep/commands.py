@@ -13,7 +13,7 @@ from hookshot_py.barkeep.errors import BAD_API_KEY, BAD_SIGNATURE, NO_API_KEY, B
 from hookshot_py.barkeep.format import format_comment_posted, format_status
 from hookshot_py.barkeep.models import Commit, CommitSnapshot
 from hookshot_py.barkeep.store import WatchStore
-from hookshot_py.commands.context import CommandContext, CommandError
+from hookshot_py.commands.context import CommandContext, CommandError, text_after
 from hookshot_py.commands.registry import Command
 from hookshot_py.connections.base import Connection
 from hookshot_py.matrix.outbox import OutgoingEvent
@@ -116,9 +116,8 @@ class PrefixCommands:
             raise CommandError(f"Usage: `{ctx.prefix} comment <sha> [file:line] <text>`.")
         sha, rest = args[0], args[1:]
         location = parse_location(rest[0]) if len(rest) > 1 else None
-        if location is not None:
-            rest = rest[1:]
-        text = " ".join(rest).strip()
+        # The text as typed: "comment <sha> [file:line]" are the words before it.
+        text = text_after(ctx.text, 3 if location is not None else 2) if ctx.text else " ".join(rest).strip()
         if not text:
             raise CommandError("The comment text is empty.")
         instance = instance_of(conn)

@@ -16,6 +16,15 @@ class CommandError(Exception):
     """A refusal or mistake to tell the user; the text is shown as is."""
 
 
+def text_after(text: str, words: int) -> str:
+    """`text` without its first `words` words, as typed; one pair of surrounding quotes is removed."""
+    parts = text.split(None, words)
+    rest = parts[words].strip() if len(parts) > words else ""
+    if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "\"'":
+        rest = rest[1:-1].strip()
+    return rest
+
+
 @dataclass
 class CommandContext:
     room_id: str
@@ -24,6 +33,9 @@ class CommandContext:
     services: Services
     is_dm: bool = False
     prefix: str = "!hookshot"
+    # The command as typed after the prefix, for commands that take free text (spacing and
+    # apostrophes kept; `args` are the shell-like split of it).
+    text: str = ""
 
     def notice(self, room_id: str, markdown: str) -> OutgoingEvent:
         content: dict[str, Any] = {

@@ -54,10 +54,9 @@ class CommandDispatcher:
             ctype = self.s.manager.type_of(conn)
             prefix = ctype.command_prefix(conn)
             if prefix and (body == prefix or body.startswith(prefix + " ")):
-                args = self._split(body[len(prefix):])
-                if args is None:
-                    await ctx.reply("Could not parse the command: a quote is not closed.")
-                    return
+                ctx.text = body[len(prefix):].strip()
+                # Free text (a comment) may hold a lone apostrophe: split on spaces then.
+                args = self._split(ctx.text) or ctx.text.split()
                 if not self.s.permissions.check(sender, ctype.service, "commands"):
                     await ctx.reply(
                         f"You do not have permission to use {prefix} commands (they need the "
@@ -77,6 +76,7 @@ class CommandDispatcher:
 
     async def _run(self, ctx: CommandContext, registry: CommandRegistry, text: str, *, prefix: str) -> None:
         ctx.prefix = prefix
+        ctx.text = text.strip()
         args = self._split(text)
         if args is None:
             await ctx.reply("Could not parse the command: a quote is not closed.")

@@ -8,7 +8,7 @@ from hookshot_py.barkeep.connection import EVENT_TYPE
 from hookshot_py.barkeep.errors import BarkeepError
 from hookshot_py.barkeep.models import CommitSnapshot
 from support.fixtures import BOT, room_with_bot
-from support.helpers import is_notice_with, wait_state
+from support.helpers import eventually, is_notice_with, wait_state
 
 from .conftest import SHA_ABC, SHA_B, USER_KEY, USER_SECRET
 
@@ -128,10 +128,13 @@ async def test_comments_are_signed_with_the_senders_own_key(barkeep_bridge, make
     await alice.wait_for_message(room, is_notice_with("💬 Comment posted on abc1234"))
     await alice.send_text(room, "!barkeep comment abc1234 src/app.py:42 off by one here")
     await alice.wait_for_message(room, is_notice_with("💬 Comment posted on abc1234 (src/app.py:42)"))
+    await alice.send_text(room, "!barkeep comment abc1234 don't merge  yet")
+    await eventually(lambda: _has_comments(env, 3))
     comments = env.fake.commit(env.repo, SHA_ABC).comments
     assert [(c.user, c.text, c.filename, c.line_number) for c in comments] == [
         ("Jane Doe <jane@example.org>", "LGTM; a+b = c & d, 100% sûr ✅", None, None),
         ("Jane Doe <jane@example.org>", "off by one here", "src/app.py", 42),
+        ("Jane Doe <jane@example.org>", "don't merge  yet", None, None),
     ]
     calls = env.fake.requests_to("/api/comment")
     assert all(c.params["api_key"] == USER_KEY and c.params["sha"] == SHA_ABC for c in calls)
@@ -144,7 +147,7 @@ async def test_comments_are_signed_with_the_senders_own_key(barkeep_bridge, make
     await alice.send_text(room, "!barkeep comment abc1234 again")
     await alice.wait_for_message(room, is_notice_with("too stale: this server's clock is behind Barkeep's by more than 5 minutes"))
     env.clock.offset = 0
-    assert len(env.fake.commit(env.repo, SHA_ABC).comments) == 2
+    assert len(env.fake.commit(env.repo, SHA_ABC).comments) == 3
 
     await alice.send_text(room, "!barkeep comment deadbeef hello")
     await alice.wait_for_message(room, is_notice_with(f"has no commit deadbeef in {env.repo}."))
@@ -177,3 +180,7 @@ async def test_login_keeps_a_key_it_could_not_check_and_says_why(barkeep_bridge,
     env.clock.offset = 0
     await bob.send_text(dm, "barkeep login main admin-key admin-secret")
     await bob.wait_for_message(dm, is_notice_with("Barkeep accepted it (an admin's key)."))
+
+
+async def _has_comments(env, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return len(env.fake.commit(env.repo, SHA_ABC).comments) == n
