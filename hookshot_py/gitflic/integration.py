@@ -20,7 +20,7 @@ class GitFlicIntegration(Integration):
 
     def __init__(self, services: Services, config: GitFlicConfig) -> None:
         self.services = services
-        self.store = HookStore(services.db, services.secrets)
+        self.store = HookStore(services.db, services.secrets, services.gateway)
         self.hooks = ProjectHooks(config, self.store, services.tokens, services.http)
         self.projects = GitFlicProjectType(config, self.hooks, services.manager)
         self.projects.commands = commands.PrefixCommands(services, self.hooks)

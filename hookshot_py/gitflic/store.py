@@ -14,6 +14,7 @@ from typing import Any
 
 from hookshot_py.db.database import Database
 from hookshot_py.forge_webhooks import ForgeWebhookTable, StoredWebhook
+from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.tokens import SecretBox
 
 SERVICE = "gitflic"
@@ -42,11 +43,12 @@ class HookRecord:
 
 
 class HookStore:
-    def __init__(self, db: Database, box: SecretBox) -> None:
-        self.table = ForgeWebhookTable(db, box, SERVICE)
+    def __init__(self, db: Database, box: SecretBox, gateway: MatrixGateway | None = None) -> None:
+        self.table = ForgeWebhookTable(db, box, SERVICE, gateway)
         self._records: dict[tuple[str, str], HookRecord] = {}
 
     async def load(self) -> None:
+        await self.table.restore_if_empty()
         records: dict[tuple[str, str], HookRecord] = {}
         for row in await self.table.all():
             project_id = row.data.get("projectId")

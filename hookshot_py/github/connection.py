@@ -129,6 +129,9 @@ class GithubRepoType(ConnectionType):
             if not rooms:
                 self._pending.pop(key, None)
 
+    async def start(self, conns: list[Connection]) -> None:
+        await self.hooks.table.restore_if_empty()
+
     async def on_loaded(self, conn: Connection) -> None:
         self._drop_pending(project_key(conn.state_key), conn.room_id)
 

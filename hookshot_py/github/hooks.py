@@ -19,6 +19,7 @@ from typing import Any
 
 from hookshot_py.db.database import Database
 from hookshot_py.forge_webhooks import ForgeWebhookTable, StoredWebhook
+from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.github.accounts import GitHubAccounts
 from hookshot_py.github.client import GitHubClient, Hook
 from hookshot_py.github.errors import GitHubError
@@ -91,8 +92,15 @@ def generate_secret() -> str:
 
 
 class RepoHooks:
-    def __init__(self, db: Database, box: SecretBox, accounts: GitHubAccounts, public_url: str | None) -> None:
-        self.table = ForgeWebhookTable(db, box, SERVICE)
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        accounts: GitHubAccounts,
+        public_url: str | None,
+        gateway: MatrixGateway | None = None,
+    ) -> None:
+        self.table = ForgeWebhookTable(db, box, SERVICE, gateway)
         self.accounts = accounts
         self.url = webhook_url(public_url)
         self._locks: dict[str, asyncio.Lock] = {}

@@ -28,7 +28,9 @@ class GitHubIntegration(Integration):
         self.config = config
         webhook = config.webhook
         self.accounts = GitHubAccounts(services.tokens, config.api_url, services.http)
-        self.hooks = RepoHooks(services.db, services.secrets, self.accounts, webhook.public_url if webhook else None)
+        self.hooks = RepoHooks(
+            services.db, services.secrets, self.accounts, webhook.public_url if webhook else None, services.gateway
+        )
         self.repo_type = GithubRepoType(self.accounts, self.hooks, services.manager, config.default_options)
         self.repo_type.commands = commands.RepoCommands(services, self.accounts, self.hooks)
         self.oauth = GitHubOAuthFlow(

@@ -137,6 +137,16 @@ class MatrixGateway:
     async def set_room_account_data(self, room_id: str, data_type: str, content: dict[str, Any]) -> None:
         await self.bot.set_account_data(data_type, content, room_id=room_id)
 
+    async def account_data(self, data_type: str) -> dict[str, Any] | None:
+        """The bot's global account data of this type (private to the bot), or None."""
+        try:
+            return await self.bot.get_account_data(data_type)
+        except MNotFound:
+            return None
+
+    async def set_account_data(self, data_type: str, content: dict[str, Any]) -> None:
+        await self.bot.set_account_data(data_type, content)
+
     # -- profiles ---------------------------------------------------------------------------
 
     async def set_profile(self, user_id: str, displayname: str | None, avatar_url: str | None) -> None:

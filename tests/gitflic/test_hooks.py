@@ -226,3 +226,22 @@ async def test_a_second_project_with_the_same_prefix_is_a_conflict(gitflic_bridg
     status, body = await env.connect(room, alice.user_id, {"ownerAlias": env.owner, "projectAlias": "gadgets"})
     assert status == 409 and body["errcode"] == "HS_CONFLICTING_CONNECTION"
     assert "!gf" in body["error"] and body["existingConnection"]["id"] == first["id"]
+
+
+async def test_the_project_secret_survives_a_wiped_database(gitflic_bridge, make_user):
+    import asyncpg
+
+    env = await gitflic_bridge()
+    alice = await make_user("alice")
+    room = await room_with_bot(alice)
+    status, body = await env.connect(room, alice.user_id, {"ownerAlias": env.owner, "projectAlias": "widgets", "events": ["ISSUE_CREATE"]})
+    assert status == 200, body
+    secret = env.only_hook().secret
+    await env.harness.stop()
+    conn = await asyncpg.connect(env.harness.dsn)
+    await conn.execute("TRUNCATE forge_webhooks, connections")
+    await conn.close()
+    await env.harness.start()
+    status, _ = await env.deliver(env.payload("issue_create"), secret)
+    assert status == 200
+    assert (await env.deliver(env.payload("issue_create"), "not-the-secret"))[0] == 401

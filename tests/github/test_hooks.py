@@ -7,12 +7,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from fakes.github import FakeHook
+from fakes.github import FakeHook, deliver
 from hookshot_py.github.hooks import webhook_url
 from hookshot_py.github.state import EVENT_TYPE, github_events_for_hooks
 from support.fixtures import room_with_bot
+from support.helpers import eventually, is_notice_with
 
-from .conftest import GitHubBridge
+from .conftest import GitHubBridge, payload, rest
 
 
 def fresh_repo(bridge: GitHubBridge) -> str:
@@ -103,3 +104,31 @@ def test_webhook_url_from_public_url() -> None:
     assert webhook_url("https://example.com/hookshot/") == "https://example.com/hookshot/github/webhook"
     assert webhook_url("https://example.com") == "https://example.com/github/webhook"
     assert webhook_url("https://example.com/github/webhook/") == "https://example.com/github/webhook"
+
+
+async def test_hook_secrets_survive_a_wiped_database(gh_bridge, make_user):
+    """The secret is backed up (encrypted) in the bot's account data and restored at start."""
+    import asyncpg
+
+    repo = fresh_repo(gh_bridge)
+    alice = await make_user("alice")
+    room = await room_with_bot(alice)
+    await gh_bridge.login(alice.user_id, "alice")
+    status, body = await rest(gh_bridge, "PUT", f"/{room}/connections/{EVENT_TYPE}", alice.user_id, {"org": "octo-org", "repo": repo})
+    assert status == 200, body
+    [hook] = gh_bridge.gh.hooks_for("octo-org", repo)
+    harness = gh_bridge.harness
+    await harness.stop()
+    conn = await asyncpg.connect(harness.dsn)
+    await conn.execute("TRUNCATE forge_webhooks, connections")
+    await conn.close()
+    await harness.start()
+    assert await gh_bridge.services.db.fetchval("SELECT count(*) FROM forge_webhooks WHERE project = $1", f"octo-org/{repo}") == 1
+    await eventually(lambda: _connected(gh_bridge, room))
+    record = await deliver(gh_bridge.webhook_url, "issues", payload("issues.opened", repo), hook.secret, hook_id=hook.id)
+    assert record.status == 200
+    await alice.wait_for_message(room, is_notice_with("created new issue"))
+
+
+async def _connected(bridge, room):  # type: ignore[no-untyped-def]
+    return bool(bridge.services.manager.connections(room))
