@@ -19,7 +19,7 @@ class PayloadError(ValueError):
         self.path = path
 
 
-def _type_name(value: Any) -> str:
+def json_type_name(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -42,7 +42,7 @@ class Payload:
 
     def __init__(self, data: Any, path: str = "") -> None:
         if not isinstance(data, dict):
-            raise PayloadError(path or "payload", f"expected object, got {_type_name(data)}")
+            raise PayloadError(path or "payload", f"expected object, got {json_type_name(data)}")
         self.raw: dict[str, Any] = data
         self.path = path
 
@@ -61,7 +61,7 @@ class Payload:
     def text(self, key: str) -> str:
         value = self.raw.get(key)
         if not isinstance(value, str):
-            raise PayloadError(self._child_path(key), f"expected string, got {_type_name(value)}")
+            raise PayloadError(self._child_path(key), f"expected string, got {json_type_name(value)}")
         return value
 
     def opt_text(self, key: str) -> str | None:
@@ -70,7 +70,7 @@ class Payload:
     def integer(self, key: str) -> int:
         value = self.raw.get(key)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise PayloadError(self._child_path(key), f"expected integer, got {_type_name(value)}")
+            raise PayloadError(self._child_path(key), f"expected integer, got {json_type_name(value)}")
         return value
 
     def flag(self, key: str) -> bool:
@@ -79,7 +79,7 @@ class Payload:
         if value is None:
             return False
         if not isinstance(value, bool):
-            raise PayloadError(self._child_path(key), f"expected boolean, got {_type_name(value)}")
+            raise PayloadError(self._child_path(key), f"expected boolean, got {json_type_name(value)}")
         return value
 
     def objs(self, key: str) -> list[Payload]:
@@ -88,5 +88,5 @@ class Payload:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise PayloadError(self._child_path(key), f"expected array, got {_type_name(value)}")
+            raise PayloadError(self._child_path(key), f"expected array, got {json_type_name(value)}")
         return [Payload(item, f"{self._child_path(key)}[{i}]") for i, item in enumerate(value)]

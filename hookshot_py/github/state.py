@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hookshot_py.errors import ValidationIssue
+from hookshot_py.github.payload import json_type_name
 
 __all__ = [
     "ALLOWED_EVENTS",
@@ -172,19 +173,9 @@ def state_key(state: dict[str, Any]) -> str:
 
 
 def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    """JSON type names as AJV reports them (integers are numbers)."""
+    name = json_type_name(value)
+    return "number" if name == "integer" else name
 
 
 def _is_number(value: Any) -> bool:
