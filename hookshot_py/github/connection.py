@@ -65,6 +65,7 @@ class GithubRepoType(ConnectionType):
         self.default_options = default_options
         self.commands: RepoCommands | None = None
         self._pending: dict[str, dict[str, Connection]] = {}
+        self._tasks: set[asyncio.Task[list[str]]] = set()
 
     # --- state --------------------------------------------------------------------------------
 
@@ -134,6 +135,14 @@ class GithubRepoType(ConnectionType):
 
     async def on_loaded(self, conn: Connection) -> None:
         self._drop_pending(project_key(conn.state_key), conn.room_id)
+        owner, repo = conn.state.get("org"), conn.state.get("repo")
+        if isinstance(owner, str) and isinstance(repo, str):
+            # State edited by hand in a client changes no hook by itself: bring the hook's events
+            # in line (a no-op when `prepare` already did), with the registrant's token.
+            desired = self._events(self.connections_for(f"{owner}/{repo}"))
+            task = asyncio.create_task(self.hooks.release(owner, repo, desired, user_id=None))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # --- lifecycle hooks ----------------------------------------------------------------------
 

@@ -246,3 +246,25 @@ async def test_push_deliveries_are_announced_to_push_listeners(gh_bridge: GitHub
     assert seen == [(room, push["repository"]["full_name"], push["after"])]
     assert (await deliver(gh_bridge.webhook_url, "push", push, "wrong", hook_id=hook.id)).status == 401
     assert len(seen) == 1, "an unverified push is nobody's news"
+
+
+async def test_enable_hooks_edited_by_hand_updates_the_hook(gh_bridge: GitHubBridge, make_user: Any) -> None:
+    gh = gh_bridge.gh
+    repo = fresh_repo(gh)
+    alice = await make_user("alice")
+    room = await room_with_bot(alice)
+    await gh_bridge.login(alice.user_id, "alice")
+    status, body = await connect(gh_bridge, room, alice.user_id, repo)
+    assert status == 200, body
+    [hook] = gh.hooks_for("octo-org", repo)
+    assert "push" not in hook.events
+    edited = {**body["config"], "enableHooks": [*body["config"]["enableHooks"], "push"]}
+    await alice.send_state(room, EVENT_TYPE, f"octo-org/{repo}", edited)
+
+    async def hook_has_push() -> bool:
+        [current] = gh.hooks_for("octo-org", repo)
+        return "push" in current.events
+
+    await eventually(hook_has_push)
+    [current] = gh.hooks_for("octo-org", repo)
+    assert current.secret == hook.secret, "the secret is sent again with every edit"
