@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from hookshot_py.barkeep.integration import create as barkeep
 from hookshot_py.generic.integration import create as generic
-from hookshot_py.github.integration import create as github
 from hookshot_py.gitflic.integration import create as gitflic
+from hookshot_py.github.integration import create as github
 from hookshot_py.integration import Integration
 from hookshot_py.services import Services
 

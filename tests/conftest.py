@@ -10,3 +10,13 @@ from support.fixtures import (  # noqa: F401
     registration_path,
     synapse,
 )
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    """Tests that need the real Synapse (directly or through the bridge) are marked `e2e`, so
+    `-m "not e2e"` runs the fast unit tests alone."""
+    import pytest
+
+    for item in items:
+        if "synapse" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)

@@ -11,7 +11,6 @@ as `BarkeepError`, whose `describe()` is a sentence fit for a room reply.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -228,7 +227,7 @@ class BarkeepClient:
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
-        except asyncio.TimeoutError as e:
+        except TimeoutError as e:
             raise self._error(0, "the request timed out", "unavailable", repo, sha) from e
         except (aiohttp.ClientError, OSError) as e:
             raise self._error(0, str(e) or type(e).__name__, "unavailable", repo, sha) from e

@@ -8,7 +8,7 @@ snapshot it kept from the previous poll (`diff_announcements`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from typing import Literal
 from urllib.parse import urlsplit
@@ -82,7 +82,7 @@ def format_comment_posted(commit: Commit) -> tuple[str, str]:
 def format_time(timestamp: int) -> str:
     """A Unix time as an ISO 8601 UTC date-time, e.g. 2012-04-30T11:38:35Z."""
     try:
-        return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
         return f"Unix time {timestamp}"
 

@@ -112,7 +112,7 @@ class BarkeepPoller:
                 log.exception("Polling Barkeep failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 

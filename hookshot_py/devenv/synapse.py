@@ -236,7 +236,7 @@ class SynapseServer:
                     async with session.get(url) as resp:
                         if resp.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 if time.monotonic() > deadline:
                     raise SynapseError(

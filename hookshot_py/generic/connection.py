@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hookshot_py.config import GenericConfig
@@ -79,7 +79,7 @@ class GenericHookType(ConnectionType):
                     ValidationIssue("/expirationDate", "must be an ISO 8601 date-time with a time zone")
                 )
             elif is_new and (existing is None or existing.state.get("expirationDate") != expiry):
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 if parsed < now + timedelta(hours=1):
                     issues.append(ValidationIssue("/expirationDate", "must be at least one hour in the future"))
                 max_ms = self.config.max_expiry_time
@@ -114,7 +114,7 @@ class GenericHookType(ConnectionType):
         out: dict[str, Any] = {"hookId": hook_id, "url": self.url_for(hook_id)}
         expiry = conn.state.get("expirationDate")
         if isinstance(expiry, str) and (parsed := parse_expiry(expiry)) is not None:
-            out["timeRemainingMs"] = max(0, int((parsed - datetime.now(timezone.utc)).total_seconds() * 1000))
+            out["timeRemainingMs"] = max(0, int((parsed - datetime.now(UTC)).total_seconds() * 1000))
         return out
 
     async def start(self, conns: list[Connection]) -> None:

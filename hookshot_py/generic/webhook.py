@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -79,7 +79,7 @@ class GenericWebhooks:
             )
         expiry = conn.state.get("expirationDate")
         if isinstance(expiry, str) and (when := parse_expiry(expiry)) is not None:
-            if when <= datetime.now(timezone.utc):
+            if when <= datetime.now(UTC):
                 raise ApiError(ErrCode.NOT_FOUND, "This hook has expired", {"ok": False})
         raw = b"" if request.method == "GET" else await read_body(request, self.config.payload_size_limit)
         try:

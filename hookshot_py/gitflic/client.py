@@ -10,7 +10,6 @@ Every failure, HTTP or network or a malformed answer, surfaces as `GitFlicError`
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -254,7 +253,7 @@ class GitFlicClient:
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
-        except asyncio.TimeoutError as e:
+        except TimeoutError as e:
             raise self._error(0, "the request timed out", owner, project) from e
         except aiohttp.ClientError as e:
             raise self._error(0, str(e) or type(e).__name__, owner, project) from e

@@ -7,7 +7,6 @@ errors and unparsable bodies, surfaces as `GitHubError`; nothing from aiohttp or
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -282,7 +281,7 @@ class GitHubClient:
                 raw = await resp.read()
                 status = resp.status
                 response_headers = {k: v for k, v in resp.headers.items()}
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise GitHubError(NO_RESPONSE, f"{method} {path} failed: {exc!r}", repo=repo) from exc
         data: Any = None
         if raw:

@@ -7,7 +7,6 @@ GitHub answers a failed exchange with **200** and an `error` field, so the body 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +75,7 @@ async def request_token(
         ) as resp:
             status = resp.status
             raw = await resp.read()
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise GitHubError(NO_RESPONSE, f"token exchange failed: {exc!r}") from exc
     try:
         body = json.loads(raw) if raw else None

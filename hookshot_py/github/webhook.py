@@ -9,7 +9,6 @@ redelivery is acknowledged again but posted once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -142,7 +141,7 @@ class GitHubWebhooks:
                     return None
                 data = await resp.content.read(MAX_PR_DIFF_BYTES)
                 return data.decode("utf-8", "replace")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             log.info("Fetching %s failed (%s); posting without the diff", url, exc)
             return None
 
