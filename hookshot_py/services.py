@@ -1,4 +1,5 @@
-"""The bridge's shared parts, handed to listeners, commands and service packages."""
+"""The bridge's shared parts, built once by `build_services` and handed to listeners and
+service packages. Every field is set: nothing here is optional or filled in later."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 
 import aiohttp
 
-from hookshot_py.commands.registry import CommandRegistry
+from hookshot_py import __version__
 from hookshot_py.config import Config
+from hookshot_py.connections.access import RoomAccess
 from hookshot_py.connections.manager import ConnectionManager
+from hookshot_py.connections.mirror import ConnectionMirror
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.dm import DirectMessages
 from hookshot_py.matrix.gateway import MatrixGateway
@@ -41,8 +44,8 @@ class Services:
     http: aiohttp.ClientSession
     tokens: TokenStore
     secrets: SecretBox
-    room_commands: CommandRegistry = field(default_factory=CommandRegistry)
-    dm_commands: CommandRegistry = field(default_factory=CommandRegistry)
+    # Members of the rooms named as permission actors, kept current from membership events.
+    room_members: dict[str, set[str]] = field(default_factory=dict)
     push_listeners: list[PushListener] = field(default_factory=list)
 
     async def push_seen(self, room_id: str, repo: str, payload: dict[str, Any]) -> None:
@@ -53,3 +56,35 @@ class Services:
                 await listener(room_id, repo, payload)
             except Exception:
                 log.exception("A push listener failed for %s in %s", repo, room_id)
+
+    async def close(self) -> None:
+        await self.outbox.stop()
+        await self.http.close()
+
+
+def build_services(
+    config: Config, db: Database, gateway: MatrixGateway, metrics: Metrics, secrets: SecretBox
+) -> Services:
+    profiles = Profiles(db, gateway)
+    outbox = Outbox(db, gateway, profiles, metrics)
+    room_members: dict[str, set[str]] = {}
+    permissions = Permissions(
+        [(r.actor, [(s.service, s.level) for s in r.services]) for r in config.permissions],
+        room_members=lambda room: room_members.get(room, set()),
+    )
+    manager = ConnectionManager(ConnectionMirror(db), RoomAccess(gateway, permissions), gateway, outbox, metrics)
+    return Services(
+        config=config,
+        db=db,
+        gateway=gateway,
+        outbox=outbox,
+        profiles=profiles,
+        manager=manager,
+        permissions=permissions,
+        dms=DirectMessages(db, gateway),
+        metrics=metrics,
+        http=aiohttp.ClientSession(headers={"User-Agent": f"hookshot_py/{__version__}"}),
+        tokens=TokenStore(db, secrets),
+        secrets=secrets,
+        room_members=room_members,
+    )

@@ -4,32 +4,19 @@
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hookshot_py.barkeep.accounts import BarkeepAccounts, Credentials, UnknownInstance
 from hookshot_py.barkeep.client import BarkeepClient
-from hookshot_py.barkeep.connection import BarkeepRepoType, events_of, instance_of, repo_of
 from hookshot_py.barkeep.errors import BAD_API_KEY, BAD_SIGNATURE, NO_API_KEY, BarkeepError
 from hookshot_py.barkeep.format import format_comment_posted, format_status
 from hookshot_py.barkeep.models import Commit, CommitSnapshot
+from hookshot_py.barkeep.repo import EVENT_TYPE, events_of, instance_of, repo_of
 from hookshot_py.barkeep.store import WatchStore
 from hookshot_py.commands.context import CommandContext, CommandError, text_after
-from hookshot_py.commands.registry import Command
+from hookshot_py.commands.registry import command
 from hookshot_py.connections.base import Connection
-from hookshot_py.matrix.outbox import OutgoingEvent
-
-if TYPE_CHECKING:
-    from hookshot_py.services import Services
-
-_HELP: list[tuple[str, str]] = [
-    ("status <sha>", "Show whether a commit is approved, by whom and when, its comments and link."),
-    (
-        "comment <sha> [file:line] <text>",
-        "Comment on a commit (or a line of a file in it) as yourself; needs `barkeep login` in a DM with me.",
-    ),
-    ("watch <sha>", "Announce here when the commit is approved or gets comments."),
-    ("help", "Show these commands."),
-]
+from hookshot_py.connections.manager import ConnectionManager
 
 
 def login_hint(instance: str) -> str:
@@ -68,29 +55,12 @@ def parse_location(arg: str) -> tuple[str, int] | None:
     return filename, int(line)
 
 
-class PrefixCommands:
-    """`<commandPrefix> status|comment|watch|help` on a Barkeep repository connection."""
+class RepoCommands:
+    """`<commandPrefix> ...` on a Barkeep repository connection."""
 
-    def __init__(self, services: Services, accounts: BarkeepAccounts, store: WatchStore) -> None:
-        self.services = services
+    def __init__(self, accounts: BarkeepAccounts, store: WatchStore) -> None:
         self.accounts = accounts
         self.store = store
-
-    def help(self) -> list[tuple[str, str]]:
-        return list(_HELP)
-
-    async def handle(self, ctx: CommandContext, conn: Connection, args: list[str]) -> bool:
-        command = args[0].lower() if args else "help"
-        rest = args[1:]
-        if command == "help":
-            lines = "\n".join(f"- `{ctx.prefix} {usage}` — {text}" for usage, text in _HELP)
-            await ctx.reply(f"**Barkeep commands for {repo_of(conn)}**\n\n{lines}")
-            return True
-        handler = {"status": self.status, "comment": self.comment, "watch": self.watch}.get(command)
-        if handler is None:
-            return False
-        await handler(ctx, conn, rest)
-        return True
 
     def _client(self, conn: Connection) -> BarkeepClient:
         try:
@@ -104,16 +74,19 @@ class PrefixCommands:
         except BarkeepError as e:
             raise CommandError(e.describe()) from e
 
-    async def status(self, ctx: CommandContext, conn: Connection, args: list[str]) -> None:
-        if len(args) != 1:
-            raise CommandError(f"Usage: `{ctx.prefix} status <sha>` (a commit sha, or the start of one).")
+    @command("status", "<sha>", "Show whether a commit is approved, by whom and when, its comments and link.",
+             min_args=1, max_args=1)
+    async def status(self, ctx: CommandContext, args: list[str]) -> None:
+        conn = ctx.conn
         commit = await self._commit(ctx, conn, args[0])
         plain, html = format_status(commit, repo_of(conn))
-        await reply_formatted(ctx, plain, html)
+        await ctx.reply_html(plain, html)
 
-    async def comment(self, ctx: CommandContext, conn: Connection, args: list[str]) -> None:
-        if len(args) < 2:
-            raise CommandError(f"Usage: `{ctx.prefix} comment <sha> [file:line] <text>`.")
+    @command("comment", "<sha> [file:line] <text>",
+             "Comment on a commit (or a line of a file in it) as yourself; needs `barkeep login` in a DM with me.",
+             min_args=2)
+    async def comment(self, ctx: CommandContext, args: list[str]) -> None:
+        conn = ctx.conn
         sha, rest = args[0], args[1:]
         location = parse_location(rest[0]) if len(rest) > 1 else None
         # The text as typed: "comment <sha> [file:line]" are the words before it.
@@ -139,11 +112,12 @@ class PrefixCommands:
         plain, html = format_comment_posted(commit)
         if location:
             plain, html = f"{plain} ({filename}:{line})", f"{html} (<code>{_escape(f'{filename}:{line}')}</code>)"
-        await reply_formatted(ctx, plain, html)
+        await ctx.reply_html(plain, html)
 
-    async def watch(self, ctx: CommandContext, conn: Connection, args: list[str]) -> None:
-        if len(args) != 1:
-            raise CommandError(f"Usage: `{ctx.prefix} watch <sha>`.")
+    @command("watch", "<sha>", "Announce here when the commit is approved or gets comments.",
+             min_args=1, max_args=1)
+    async def watch(self, ctx: CommandContext, args: list[str]) -> None:
+        conn = ctx.conn
         commit = await self._commit(ctx, conn, args[0])
         added = await self.store.watch(
             instance_of(conn), repo_of(conn), [commit.sha], {commit.sha: CommitSnapshot.of(commit)}
@@ -159,59 +133,68 @@ class PrefixCommands:
             lead = f"👀 Watching {commit.short_sha}: this room will hear when it is {wanted}."
         else:
             lead = f"👀 Watching {commit.short_sha}, though this connection announces no events."
-        await reply_formatted(ctx, f"{lead}\n{plain}", f"{_escape(lead)}<br>{html}")
-
-
-async def reply_formatted(ctx: CommandContext, plain: str, html: str) -> None:
-    """A notice replying to the command, with our own HTML (not rendered from markdown: repo
-    names and file names must show as they are)."""
-    content: dict[str, Any] = {
-        "msgtype": "m.notice",
-        "body": plain,
-        "format": "org.matrix.custom.html",
-        "formatted_body": html,
-        "m.relates_to": {"m.in_reply_to": {"event_id": ctx.event_id}},
-    }
-    await ctx.services.outbox.enqueue([OutgoingEvent(ctx.room_id, content)])
+        await ctx.reply_html(f"{lead}\n{plain}", f"{_escape(lead)}<br>{html}")
 
 
 def _escape(text: str) -> str:
     return escape(text, quote=False)
 
 
-def register(services: Services, ctype: BarkeepRepoType, accounts: BarkeepAccounts) -> None:
-    config = accounts.config
-    manager = services.manager
+class RoomCommands:
+    """`!hookshot barkeep repo <instance> <repoName> [gitUrl]`."""
 
-    def instance_arg(name: str) -> str:
-        if name not in config.instances:
-            raise CommandError(f"Unknown Barkeep instance {name!r}; configured: {', '.join(config.instances)}.")
-        return name
+    def __init__(self, accounts: BarkeepAccounts, manager: ConnectionManager) -> None:
+        self.config = accounts.config
+        self.manager = manager
 
-    async def connect(ctx: CommandContext, args: list[str]) -> None:
-        instance = instance_arg(args[0])
+    @command("barkeep repo", "<instance> <repoName> [gitUrl]",
+             "Bring a Barkeep repository's review news (approvals, comments) into this room; with a "
+             "git URL, Barkeep is asked to track it.",
+             min_args=2, max_args=3, permission=("barkeep", "commands"))
+    async def connect(self, ctx: CommandContext, args: list[str]) -> None:
+        instance = _instance(self.config.instances, args[0])
         state: dict[str, Any] = {"instance": instance, "repo": args[1]}
         if len(args) > 2:
             state["gitUrl"] = args[2]
-        conn, outcome = await manager.create(ctx.room_id, ctype.event_type, state, user_id=ctx.sender)
+        conn, outcome = await self.manager.create(ctx.room_id, EVENT_TYPE, state, user_id=ctx.sender)
         events = ", ".join(events_of(conn)) or "nothing"
         text = (
-            f"Room configured to bridge Barkeep repository `{repo_of(conn)}` ({config.instances[instance].url}). "
+            f"Room configured to bridge Barkeep repository `{repo_of(conn)}` ({self.config.instances[instance].url}). "
             f"It announces: {events}. Type `{conn.state['commandPrefix']} help` for the repository's commands."
         )
         if tracking := outcome.secrets.get("tracking"):
             text += f"\n\n{tracking}"
         await ctx.reply(text + "".join(f"\n\n⚠️ {w}" for w in outcome.warnings))
 
-    async def login(ctx: CommandContext, args: list[str]) -> None:
-        instance = instance_arg(args[0])
+
+def _instance(instances: dict[str, Any], name: str) -> str:
+    if name not in instances:
+        raise CommandError(f"Unknown Barkeep instance {name!r}; configured: {', '.join(instances)}.")
+    return name
+
+
+LOGIN = ("barkeep", "login")
+
+
+class DmCommands:
+    """`barkeep login|logout` in the DM with the bot."""
+
+    def __init__(self, accounts: BarkeepAccounts) -> None:
+        self.accounts = accounts
+        self.config = accounts.config
+
+    @command("barkeep login", "<instance> <apiKey> <apiSecret>",
+             "Store your Barkeep API key and secret (from your Barkeep settings page), used to post your comments.",
+             min_args=3, max_args=3, permission=LOGIN)
+    async def login(self, ctx: CommandContext, args: list[str]) -> None:
+        instance = _instance(self.config.instances, args[0])
         credentials = Credentials(args[1].strip(), args[2].strip())
         if not credentials.api_key or not credentials.api_secret:
             raise CommandError("The API key and the API secret must not be empty.")
-        url = config.instances[instance].url
+        url = self.config.instances[instance].url
         note: str
         try:
-            admin = await accounts.client(instance, credentials).check_key()
+            admin = await self.accounts.client(instance, credentials).check_key()
         except BarkeepError as e:
             if e.kind == "auth":
                 raise CommandError(
@@ -221,50 +204,18 @@ def register(services: Services, ctype: BarkeepRepoType, accounts: BarkeepAccoun
             note = f"Barkeep could not check it now: {e.describe()}"
         else:
             note = "Barkeep accepted it" + (" (an admin's key)." if admin else ".")
-        await accounts.store(ctx.sender, instance, credentials)
+        await self.accounts.store(ctx.sender, instance, credentials)
         await ctx.reply(
             f"Stored your Barkeep API key for {instance} ({url}), encrypted. {note} "
             "You can delete your message with the secret now."
         )
 
-    async def logout(ctx: CommandContext, args: list[str]) -> None:
-        instances = [instance_arg(args[0])] if args else list(config.instances)
-        forgotten = [name for name in instances if await accounts.forget(ctx.sender, name)]
+    @command("barkeep logout", "[instance]", "Forget your Barkeep API key (for one instance, or all).",
+             max_args=1, permission=LOGIN)
+    async def logout(self, ctx: CommandContext, args: list[str]) -> None:
+        instances = [_instance(self.config.instances, args[0])] if args else list(self.config.instances)
+        forgotten = [name for name in instances if await self.accounts.forget(ctx.sender, name)]
         if forgotten:
             await ctx.reply(f"Forgot your Barkeep API key for {', '.join(forgotten)}.")
         else:
             await ctx.reply(f"You have no Barkeep API key stored for {', '.join(instances)}.")
-
-    services.room_commands.add(
-        Command(
-            ("barkeep", "repo"),
-            connect,
-            "<instance> <repoName> [gitUrl]",
-            "Bring a Barkeep repository's review news (approvals, comments) into this room; with a "
-            "git URL, Barkeep is asked to track it.",
-            min_args=2,
-            max_args=3,
-            permission=("barkeep", "commands"),
-        )
-    )
-    services.dm_commands.add(
-        Command(
-            ("barkeep", "login"),
-            login,
-            "<instance> <apiKey> <apiSecret>",
-            "Store your Barkeep API key and secret (from your Barkeep settings page), used to post your comments.",
-            min_args=3,
-            max_args=3,
-            permission=("barkeep", "login"),
-        )
-    )
-    services.dm_commands.add(
-        Command(
-            ("barkeep", "logout"),
-            logout,
-            "[instance]",
-            "Forget your Barkeep API key (for one instance, or all).",
-            max_args=1,
-            permission=("barkeep", "login"),
-        )
-    )

@@ -9,63 +9,37 @@ track that repository (`POST /api/add_repo`, with the instance's admin key from 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hookshot_py.barkeep.accounts import BarkeepAccounts
+from hookshot_py.barkeep.commands import RepoCommands
 from hookshot_py.barkeep.errors import BarkeepError
+from hookshot_py.barkeep.repo import (
+    DEFAULT_PREFIX,
+    EVENT_TYPE,
+    EVENTS,
+    MAX_URL_LENGTH,
+    RepoConfig,
+    events_of,
+    instance_of,
+    repo_name_of_url,
+    repo_of,
+    repo_problem,
+)
 from hookshot_py.barkeep.store import WatchStore
+from hookshot_py.commands.registry import CommandRegistry, commands_of
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome
+from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.connections.validation import command_prefix, unknown_fields
 from hookshot_py.errors import ApiError, ErrCode, ValidationIssue
 
-if TYPE_CHECKING:
-    from hookshot_py.barkeep.commands import PrefixCommands
-    from hookshot_py.commands.context import CommandContext
-    from hookshot_py.connections.manager import ConnectionManager
+__all__ = ["EVENT_TYPE", "BarkeepRepoType", "api_error", "events_of", "repo_name_of_url", "repo_problem"]
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPE = "uk.half-shot.matrix-hookshot.barkeep.repository"
-DEFAULT_PREFIX = "!barkeep"
-EVENTS = ("approvals", "comments")
-MAX_REPO_LENGTH = 255
-MAX_URL_LENGTH = 2048
 _FIELDS = ("instance", "repo", "events", "commandPrefix", "gitUrl")
 # Barkeep's answer to add_repo when it already has the repository.
 _ALREADY_TRACKED = "There is already a folder named"
-
-
-def repo_problem(repo: Any) -> str | None:
-    """Why `repo` cannot be a Barkeep repository name (a directory name on the server), if so."""
-    if not isinstance(repo, str) or not repo:
-        return "must be the repository's name on Barkeep"
-    if repo in (".", "..") or "/" in repo or not repo.isprintable() or repo != repo.strip():
-        return "must be a Barkeep repository name (a directory name: no '/', no surrounding spaces)"
-    if len(repo) > MAX_REPO_LENGTH:
-        return f"must be at most {MAX_REPO_LENGTH} characters"
-    return None
-
-
-def repo_name_of_url(url: str) -> str:
-    """The name Barkeep gives a repository cloned from `url`: Ruby's `File.basename(url, ".*")`."""
-    base = url.rstrip("/").rsplit("/", 1)[-1]
-    stem, dot, _ = base.rpartition(".")
-    return stem if dot and stem else base
-
-
-def events_of(conn: Connection) -> list[str]:
-    events = conn.state.get("events")
-    if not isinstance(events, list):
-        return list(EVENTS)
-    return [e for e in EVENTS if e in events]
-
-
-def instance_of(conn: Connection) -> str:
-    return str(conn.state.get("instance", ""))
-
-
-def repo_of(conn: Connection) -> str:
-    return str(conn.state.get("repo", ""))
 
 
 def api_error(err: BarkeepError) -> ApiError:
@@ -81,18 +55,20 @@ def api_error(err: BarkeepError) -> ApiError:
     return ApiError(ErrCode.UNKNOWN, text, status=502)
 
 
-class BarkeepRepoType(ConnectionType):
+class BarkeepRepoType(ConnectionType[RepoConfig]):
     type_name = "BarkeepRepo"
     event_type = EVENT_TYPE
     service = "barkeep"
     display_service = "barkeep"
+    service_label = "Barkeep"
+    default_command_prefix = DEFAULT_PREFIX
 
     def __init__(self, accounts: BarkeepAccounts, store: WatchStore, manager: ConnectionManager) -> None:
         self.accounts = accounts
         self.config = accounts.config
         self.store = store
         self.manager = manager
-        self.commands: PrefixCommands | None = None  # set by the integration
+        self.commands = CommandRegistry(commands_of(RepoCommands(accounts, store)))
 
     # -- state --------------------------------------------------------------------------------------
 
@@ -152,6 +128,12 @@ class BarkeepRepoType(ConnectionType):
     def state_key(self, state: dict[str, Any]) -> str:
         return f"{state['instance']}/{state['repo']}"
 
+    def parse(self, state: dict[str, Any]) -> RepoConfig:
+        return RepoConfig.from_state(state)
+
+    def label(self, conn: Connection) -> str:
+        return repo_of(conn)
+
     # -- side effects -------------------------------------------------------------------------------
 
     async def prepare(self, conn: Connection, *, existing: Connection | None, user_id: str | None) -> Outcome:
@@ -195,13 +177,3 @@ class BarkeepRepoType(ConnectionType):
             log.exception("Could not forget the watched commits of %s/%s", instance, repo)
             return [f"Could not forget the watched commits of {repo}: {e}"]
         return []
-
-    # -- prefix commands ------------------------------------------------------------------------------
-
-    async def handle_command(self, ctx: CommandContext, conn: Connection, args: list[str]) -> bool:
-        if self.commands is None:
-            return False
-        return await self.commands.handle(ctx, conn, args)
-
-    def command_help(self, conn: Connection) -> list[tuple[str, str]]:
-        return self.commands.help() if self.commands is not None else []

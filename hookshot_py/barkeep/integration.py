@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hookshot_py.barkeep import commands
 from hookshot_py.barkeep.accounts import BarkeepAccounts
+from hookshot_py.barkeep.commands import DmCommands, RoomCommands
 from hookshot_py.barkeep.connection import BarkeepRepoType
 from hookshot_py.barkeep.poller import BarkeepPoller
 from hookshot_py.barkeep.store import WatchStore
 from hookshot_py.barkeep.watch import pushed_shas, watch_pushed_commits
+from hookshot_py.commands.registry import Command, commands_of
 from hookshot_py.config import BarkeepConfig
 from hookshot_py.connections.base import ConnectionType
 from hookshot_py.integration import Integration
@@ -24,7 +25,6 @@ class BarkeepIntegration(Integration):
         self.accounts = BarkeepAccounts(config, services.http, services.tokens)
         self.store = WatchStore(services.db)
         self.repos = BarkeepRepoType(self.accounts, self.store, services.manager)
-        self.repos.commands = commands.PrefixCommands(services, self.accounts, self.store)
         self.poller = BarkeepPoller(
             self.accounts, self.store, services.manager, services.outbox, float(config.poll_interval_seconds)
         )
@@ -34,11 +34,14 @@ class BarkeepIntegration(Integration):
         """Commits pushed to a GitHub/GitFlic repository of the same name become watched."""
         await watch_pushed_commits(self.services, room_id, repo, pushed_shas(payload))
 
-    def connection_types(self) -> list[ConnectionType]:
+    def connection_types(self) -> list[ConnectionType[Any]]:
         return [self.repos]
 
-    def register_commands(self) -> None:
-        commands.register(self.services, self.repos, self.accounts)
+    def room_commands(self) -> list[Command]:
+        return commands_of(RoomCommands(self.accounts, self.services.manager))
+
+    def dm_commands(self) -> list[Command]:
+        return commands_of(DmCommands(self.accounts))
 
     async def start(self) -> None:
         self.poller.start()

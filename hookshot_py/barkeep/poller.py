@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hookshot_py.barkeep.accounts import BarkeepAccounts, UnknownInstance
-from hookshot_py.barkeep.connection import EVENT_TYPE, events_of, instance_of, repo_of
 from hookshot_py.barkeep.errors import BarkeepError
 from hookshot_py.barkeep.format import Announcement
 from hookshot_py.barkeep.models import Commit, CommitSnapshot
 from hookshot_py.barkeep.poll import PollResult, poll_repo
+from hookshot_py.barkeep.repo import EVENT_TYPE, events_of, instance_of, repo_of
 from hookshot_py.barkeep.store import WatchStore
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from hookshot_py.barkeep.connection import EVENT_TYPE, instance_of, repo_of
+from hookshot_py.barkeep.repo import EVENT_TYPE, instance_of, repo_of
 from hookshot_py.barkeep.store import WatchStore, is_full_sha
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager

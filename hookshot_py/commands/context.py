@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hookshot_py.markdown import render_markdown
-from hookshot_py.matrix.outbox import OutgoingEvent
+from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
 
 if TYPE_CHECKING:
-    from hookshot_py.services import Services
+    from hookshot_py.connections.base import Connection
+    from hookshot_py.matrix.dm import DirectMessages
 
 
 class CommandError(Exception):
@@ -25,35 +26,55 @@ def text_after(text: str, words: int) -> str:
     return rest
 
 
+def notice(room_id: str, markdown: str) -> OutgoingEvent:
+    """An `m.notice` with the markdown rendered to HTML."""
+    content: dict[str, Any] = {
+        "msgtype": "m.notice",
+        "body": markdown,
+        "format": "org.matrix.custom.html",
+        "formatted_body": render_markdown(markdown),
+    }
+    return OutgoingEvent(room_id, content)
+
+
 @dataclass
 class CommandContext:
     room_id: str
     sender: str
     event_id: str
-    services: Services
+    outbox: Outbox
+    dms: DirectMessages
     is_dm: bool = False
     prefix: str = "!hookshot"
     # The command as typed after the prefix, for commands that take free text (spacing and
     # apostrophes kept; `args` are the shell-like split of it).
     text: str = ""
+    # The connection whose prefix (`!gh`) the command was sent with.
+    connection: Connection | None = None
 
-    def notice(self, room_id: str, markdown: str) -> OutgoingEvent:
-        content: dict[str, Any] = {
-            "msgtype": "m.notice",
-            "body": markdown,
-            "format": "org.matrix.custom.html",
-            "formatted_body": render_markdown(markdown),
-        }
-        return OutgoingEvent(room_id, content)
+    @property
+    def conn(self) -> Connection:
+        if self.connection is None:
+            raise RuntimeError("a connection command ran without its connection")
+        return self.connection
 
     async def reply(self, markdown: str) -> None:
         """A notice in the room the command came from, as a reply to it."""
-        event = self.notice(self.room_id, markdown)
-        event.content["m.relates_to"] = {"m.in_reply_to": {"event_id": self.event_id}}
-        await self.services.outbox.enqueue([event])
+        event = notice(self.room_id, markdown)
+        await self._send_reply(event.content)
+
+    async def reply_html(self, plain: str, html: str) -> None:
+        """A reply with our own HTML (not rendered from markdown: names must show as they are)."""
+        await self._send_reply(
+            {"msgtype": "m.notice", "body": plain, "format": "org.matrix.custom.html", "formatted_body": html}
+        )
+
+    async def _send_reply(self, content: dict[str, Any]) -> None:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": self.event_id}}
+        await self.outbox.enqueue([OutgoingEvent(self.room_id, content)])
 
     async def react(self, key: str) -> None:
-        await self.services.outbox.enqueue(
+        await self.outbox.enqueue(
             [
                 OutgoingEvent(
                     self.room_id,
@@ -65,6 +86,6 @@ class CommandContext:
 
     async def dm(self, markdown: str, user_id: str | None = None) -> str:
         """Send a notice to the user's DM room (created if needed); returns the room id."""
-        room_id = await self.services.dms.room_for(user_id or self.sender)
-        await self.services.outbox.enqueue([self.notice(room_id, markdown)])
+        room_id = await self.dms.room_for(user_id or self.sender)
+        await self.outbox.enqueue([notice(room_id, markdown)])
         return room_id

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
+from hookshot_py.commands.registry import CommandRegistry
 from hookshot_py.errors import ValidationIssue
 
-if TYPE_CHECKING:
-    from hookshot_py.commands.context import CommandContext
+ConfigT = TypeVar("ConfigT")
 
 
 def connection_id(room_id: str, event_type: str, state_key: str) -> str:
@@ -30,6 +30,8 @@ class Connection:
     state_key: str
     state: dict[str, Any]
     id: str = ""
+    # The type's typed view of `state`, parsed once (`ConnectionType.config_of`), never compared.
+    parsed: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -44,10 +46,12 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
-class ConnectionType(ABC):
+class ConnectionType(ABC, Generic[ConfigT]):
     """One kind of connection. Subclasses live in their service package (generic/, github/ ...).
 
-    The ConnectionManager calls these hooks; a type never writes room state itself.
+    The ConnectionManager calls these hooks; a type never writes room state itself. `validate`
+    gives the state as it is stored in the room; `parse` turns a validated state into the typed
+    object (`ConfigT`) everything else reads, once per state change rather than per use.
     """
 
     type_name: ClassVar[str]  # provisioning name, e.g. "Webhook", "GithubRepo"
@@ -55,6 +59,12 @@ class ConnectionType(ABC):
     legacy_event_types: ClassVar[tuple[str, ...]] = ()
     service: ClassVar[str]  # permission service name, e.g. "generic", "github"
     display_service: ClassVar[str] = ""  # `service` shown in the provisioning API ("webhook", "github")
+    service_label: ClassVar[str] = ""  # the service as users read it ("GitHub"), for help texts
+    # The prefix commands (`!gh create ...`) of this type's connections; a type with commands
+    # sets its own registry in `__init__`. Empty by default.
+    commands: CommandRegistry = CommandRegistry()
+    # The prefix a connection answers when its state names none (None: no prefix commands).
+    default_command_prefix: str | None = None
 
     @abstractmethod
     def validate(
@@ -70,10 +80,28 @@ class ConnectionType(ABC):
     def state_key(self, state: dict[str, Any]) -> str:
         """The state key a new connection with this state is written under."""
 
+    @abstractmethod
+    def parse(self, state: dict[str, Any]) -> ConfigT:
+        """The typed view of a validated state (config defaults applied). Must not raise for a
+        state `validate` accepted; may raise ValueError for a mirrored row that no longer fits
+        the config (the manager then skips it)."""
+
+    def config_of(self, conn: Connection) -> ConfigT:
+        """`conn`'s typed state, parsed on first use and cached on the connection."""
+        if conn.parsed is None:
+            conn.parsed = self.parse(conn.state)
+        return cast(ConfigT, conn.parsed)
+
     def command_prefix(self, conn: Connection) -> str | None:
         """The room prefix (`!gh`) whose commands this connection answers, if any."""
+        if not len(self.commands):
+            return None
         prefix = conn.state.get("commandPrefix")
-        return prefix if isinstance(prefix, str) else None
+        return prefix if isinstance(prefix, str) and prefix else self.default_command_prefix
+
+    def label(self, conn: Connection) -> str:
+        """How users name this connection in help texts (the repository, the project...)."""
+        return conn.state_key
 
     async def prepare(self, conn: Connection, *, existing: Connection | None, user_id: str | None) -> Outcome:
         """Side effects before the state is written (register a forge hook, check access...).
@@ -98,11 +126,3 @@ class ConnectionType(ABC):
     def secrets(self, conn: Connection) -> dict[str, Any] | None:
         """Secrets shown only to users allowed to edit (e.g. a webhook URL)."""
         return None
-
-    async def handle_command(self, ctx: CommandContext, conn: Connection, args: list[str]) -> bool:
-        """Handle `<commandPrefix> args...`; return False if the command is not one of ours."""
-        return False
-
-    def command_help(self, conn: Connection) -> list[tuple[str, str]]:
-        """(usage, description) pairs for this connection's prefix commands."""
-        return []

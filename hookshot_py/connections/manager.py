@@ -1,8 +1,8 @@
 """The ConnectionManager: the only door to connections.
 
 Bot commands, the provisioning API and state events arriving from the homeserver all go
-through here: validate → check permission → write the state event (the truth) → mirror the
-row in Postgres → index in memory.
+through here: validate → check permission (`access.py`) → write the state event (the truth)
+→ mirror the row in Postgres (`mirror.py`) → index in memory.
 """
 
 from __future__ import annotations
@@ -14,42 +14,39 @@ from typing import Any
 
 from mautrix.errors import MatrixRequestError
 
+from hookshot_py.connections.access import RoomAccess
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome, is_disabled
-from hookshot_py.db.database import Database
+from hookshot_py.connections.mirror import ConnectionMirror
 from hookshot_py.errors import ApiError, ErrCode, validation_error
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
-from hookshot_py.matrix.power import RoomPower
 from hookshot_py.metrics import Metrics
-from hookshot_py.permissions import Permissions
 
 log = logging.getLogger(__name__)
+
+AnyType = ConnectionType[Any]
 
 
 class ConnectionManager:
     def __init__(
         self,
-        db: Database,
+        mirror: ConnectionMirror,
+        access: RoomAccess,
         gateway: MatrixGateway,
         outbox: Outbox,
-        permissions: Permissions,
-        types: Sequence[ConnectionType],
         metrics: Metrics,
     ) -> None:
-        self.db = db
+        self.mirror = mirror
+        self.access = access
         self.gateway = gateway
         self.outbox = outbox
-        self.permissions = permissions
         self.metrics = metrics
-        self.types: list[ConnectionType] = []
-        self._by_event_type: dict[str, ConnectionType] = {}
-        for t in types:
-            self.add_type(t)
+        self.types: list[AnyType] = []
+        self._by_event_type: dict[str, AnyType] = {}
         self._rooms: dict[str, dict[str, Connection]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._joined: set[str] = set()
 
-    def add_type(self, ctype: ConnectionType) -> None:
+    def add_type(self, ctype: AnyType) -> None:
         """Register a connection type (before `load()`)."""
         self.types.append(ctype)
         for et in (ctype.event_type, *ctype.legacy_event_types):
@@ -57,10 +54,10 @@ class ConnectionManager:
 
     # -- lookup -----------------------------------------------------------------------------------
 
-    def type_for(self, event_type: str) -> ConnectionType | None:
+    def type_for(self, event_type: str) -> AnyType | None:
         return self._by_event_type.get(event_type)
 
-    def type_of(self, conn: Connection) -> ConnectionType:
+    def type_of(self, conn: Connection) -> AnyType:
         return self._by_event_type[conn.event_type]
 
     def connections(self, room_id: str) -> list[Connection]:
@@ -105,14 +102,17 @@ class ConnectionManager:
 
     async def load(self) -> int:
         """Load every mirrored connection in one query (no room state is read)."""
-        rows = await self.db.fetch(
-            "SELECT room_id, event_type, state_key, connection_id, content FROM connections"
-        )
         by_type: dict[str, list[Connection]] = {}
-        for r in rows:
-            if self.type_for(r["event_type"]) is None:
+        for row in await self.mirror.rows():
+            ctype = self.type_for(row.event_type)
+            if ctype is None:
                 continue  # a type disabled in the config since; keep the row
-            conn = Connection(r["room_id"], r["event_type"], r["state_key"], r["content"], r["connection_id"])
+            conn = Connection(row.room_id, row.event_type, row.state_key, row.content, row.connection_id)
+            try:
+                ctype.config_of(conn)
+            except ValueError as e:
+                log.warning("Not loading %s connection %s in %s: %s", ctype.type_name, row.state_key, row.room_id, e)
+                continue
             self._rooms.setdefault(conn.room_id, {})[conn.id] = conn
             by_type.setdefault(conn.event_type, []).append(conn)
         for t in self.types:
@@ -124,7 +124,8 @@ class ConnectionManager:
         """Bring the mirror in line with room state (the truth). Runs in the background."""
         if room_ids is None:
             room_ids = await self.gateway.joined_rooms()
-        self._joined.update(room_ids)
+        for room_id in room_ids:
+            self.access.mark_joined(room_id, True)
         sem = asyncio.Semaphore(concurrency)
 
         async def one(room_id: str) -> None:
@@ -158,78 +159,12 @@ class ConnectionManager:
                 log.info("Connection %s in %s is gone from room state; removing", conn.state_key, room_id)
                 await self._drop(conn)
 
-    # -- permission checks ------------------------------------------------------------------------
-
-    async def ensure_bot_in_room(self, room_id: str) -> None:
-        if room_id in self._joined:
-            return
-        try:
-            membership = await self.gateway.membership(room_id, self.gateway.bot_mxid)
-        except MatrixRequestError:
-            membership = None
-        if membership == "join":
-            self._joined.add(room_id)
-            return
-        try:
-            await self.gateway.join(room_id)
-        except MatrixRequestError as e:
-            if getattr(e, "http_status", 0) == 404:
-                raise ApiError(ErrCode.NOT_FOUND, f"Room {room_id} was not found.") from e
-            raise ApiError(
-                ErrCode.NOT_IN_ROOM, "Bot is not joined to the room. Invite the bot first."
-            ) from e
-        self._joined.add(room_id)
-
-    def mark_joined(self, room_id: str, joined: bool) -> None:
-        if joined:
-            self._joined.add(room_id)
-        else:
-            self._joined.discard(room_id)
-
-    async def assert_can_read(self, room_id: str, user_id: str) -> None:
-        await self.ensure_bot_in_room(room_id)
-        try:
-            membership = await self.gateway.membership(room_id, user_id)
-        except MatrixRequestError:
-            membership = None
-        if membership != "join":
-            raise ApiError(ErrCode.NOT_IN_ROOM, f"{user_id} is not joined to the room.")
-
-    async def power(self, room_id: str) -> RoomPower:
-        return await self.gateway.power(room_id)
-
-    async def assert_can_write(self, room_id: str, user_id: str, ctype: ConnectionType) -> None:
-        """Config permission, then the user's and the bot's power level for the state event."""
-        if not self.permissions.check(user_id, ctype.service, "manageConnections"):
-            raise ApiError(
-                ErrCode.FORBIDDEN_USER,
-                f"{user_id} does not have the manageConnections permission for {ctype.service} "
-                "on this bridge (see `permissions` in the bridge config).",
-            )
-        await self.assert_can_read(room_id, user_id)
-        power = await self.power(room_id)
-        needed = power.required_for_state(ctype.event_type)
-        if not power.can_send_state(user_id, ctype.event_type):
-            raise ApiError(
-                ErrCode.FORBIDDEN_USER,
-                f"{user_id} has a power level of {power.describe_level(user_id)} but needs at "
-                f"least {needed} to change connections in this room.",
-            )
-        bot = self.gateway.bot_mxid
-        if not power.can_send_state(bot, ctype.event_type):
-            raise ApiError(
-                ErrCode.FORBIDDEN_BOT,
-                f"Bot has a power level of {power.describe_level(bot)} but needs at least {needed} "
-                f"to write {ctype.event_type} state. Give {bot} that level (for example make it "
-                "a moderator).",
-            )
-
     # -- writes ---------------------------------------------------------------------------------
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         return self._locks.setdefault(room_id, asyncio.Lock())
 
-    def _check_prefix(self, room_id: str, ctype: ConnectionType, conn: Connection) -> None:
+    def _check_prefix(self, room_id: str, ctype: AnyType, conn: Connection) -> None:
         prefix = ctype.command_prefix(conn)
         if prefix is None:
             return
@@ -241,6 +176,17 @@ class ConnectionManager:
                     {"existingConnection": self.details(other, include_secrets=False)},
                 )
 
+    def _validated(
+        self, ctype: AnyType, state: dict[str, Any], *, existing: Connection | None, is_new: bool
+    ) -> dict[str, Any]:
+        normalized, issues = ctype.validate(state, existing=existing, is_new=is_new)
+        if issues:
+            raise validation_error(issues)
+        return normalized
+
+    async def assert_can_write(self, room_id: str, user_id: str, ctype: AnyType) -> None:
+        await self.access.assert_can_write(room_id, user_id, ctype.service, ctype.event_type)
+
     async def create(
         self, room_id: str, event_type: str, state: Any, *, user_id: str
     ) -> tuple[Connection, Outcome]:
@@ -250,9 +196,7 @@ class ConnectionManager:
         if not isinstance(state, dict):
             raise ApiError(ErrCode.BAD_VALUE, "A JSON object must be provided as the connection's state.")
         await self.assert_can_write(room_id, user_id, ctype)
-        normalized, issues = ctype.validate(state, existing=None, is_new=True)
-        if issues:
-            raise validation_error(issues)
+        normalized = self._validated(ctype, state, existing=None, is_new=True)
         key = ctype.state_key(normalized)
         async with self._lock(room_id):
             existing = self.find(room_id, ctype.event_type, key)
@@ -263,6 +207,7 @@ class ConnectionManager:
                     {"existingConnection": self.details(existing, include_secrets=False)},
                 )
             conn = Connection(room_id, ctype.event_type, key, normalized)
+            ctype.config_of(conn)
             self._check_prefix(room_id, ctype, conn)
             outcome = await ctype.prepare(conn, existing=None, user_id=user_id)
             try:
@@ -282,10 +227,7 @@ class ConnectionManager:
         current = self.get(room_id, connection_id)
         ctype = self.type_of(current)
         await self.assert_can_write(room_id, user_id, ctype)
-        merged = {**current.state, **patch}
-        normalized, issues = ctype.validate(merged, existing=current, is_new=True)
-        if issues:
-            raise validation_error(issues)
+        normalized = self._validated(ctype, {**current.state, **patch}, existing=current, is_new=True)
         if ctype.state_key(normalized) != current.state_key:
             raise ApiError(
                 ErrCode.BAD_VALUE,
@@ -294,6 +236,7 @@ class ConnectionManager:
             )
         async with self._lock(room_id):
             conn = Connection(room_id, current.event_type, current.state_key, normalized, current.id)
+            ctype.config_of(conn)
             self._check_prefix(room_id, ctype, conn)
             outcome = await ctype.prepare(conn, existing=current, user_id=user_id)
             await self._write(conn)
@@ -314,34 +257,22 @@ class ConnectionManager:
         try:
             await self.gateway.put_state(conn.room_id, conn.event_type, conn.state_key, conn.state)
         except MatrixRequestError as e:
-            raise ApiError(
-                ErrCode.FORBIDDEN_BOT,
-                f"The homeserver refused the bot's state event: {e}",
-            ) from e
+            raise ApiError(ErrCode.FORBIDDEN_BOT, f"The homeserver refused the bot's state event: {e}") from e
         await self._mirror(conn)
 
     async def _mirror(self, conn: Connection) -> None:
-        await self.db.execute(
-            """
-            INSERT INTO connections (room_id, event_type, state_key, connection_id, content)
-            VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (room_id, event_type, state_key)
-            DO UPDATE SET content = EXCLUDED.content, updated_at = now()
-            """,
-            conn.room_id, conn.event_type, conn.state_key, conn.id, conn.state,
-        )
+        """Store the row, let the type get ready for the connection (hook ids, forge hooks),
+        then index it: once a connection is visible here, it is fully usable."""
+        await self.mirror.upsert(conn.room_id, conn.event_type, conn.state_key, conn.id, conn.state)
+        await self.type_of(conn).on_loaded(conn)
         room = self._rooms.setdefault(conn.room_id, {})
         is_new = conn.id not in room
         room[conn.id] = conn
         if is_new:
             self._update_gauges()
-        await self.type_of(conn).on_loaded(conn)
 
     async def _drop(self, conn: Connection) -> None:
-        await self.db.execute(
-            "DELETE FROM connections WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
-            conn.room_id, conn.event_type, conn.state_key,
-        )
+        await self.mirror.delete(conn.room_id, conn.event_type, conn.state_key)
         room = self._rooms.get(conn.room_id, {})
         if room.pop(conn.id, None) is not None:
             self._update_gauges()
@@ -356,7 +287,8 @@ class ConnectionManager:
         room_id, key = event.get("room_id"), event.get("state_key")
         if ctype is None or not isinstance(room_id, str) or not isinstance(key, str):
             return None
-        content = event.get("content") if isinstance(event.get("content"), dict) else {}
+        raw = event.get("content")
+        content: dict[str, Any] = raw if isinstance(raw, dict) else {}
         async with self._lock(room_id):
             current = self.find(room_id, ctype.event_type, key)
             if is_disabled(content):
@@ -368,7 +300,7 @@ class ConnectionManager:
             if current is not None and current.state == content:
                 return current  # our own write echoing back
             sender = event.get("sender", "")
-            if sender != self.gateway.bot_mxid and not self.permissions.check(
+            if sender != self.gateway.bot_mxid and not self.access.permissions.check(
                 sender, ctype.service, "manageConnections"
             ):
                 log.warning("Ignoring %s state from %s in %s: no manageConnections", ctype.event_type, sender, room_id)
@@ -384,11 +316,10 @@ class ConnectionManager:
                 problems = "; ".join(f"{i.path or '/'}: {i.message}" for i in issues)
                 log.warning("Ignoring invalid %s state %s in %s: %s", ctype.event_type, key, room_id, problems)
                 if not quiet:
-                    await self._notice(
-                        room_id, f"⚠️ Ignoring the {ctype.type_name} connection `{key}`: {problems}"
-                    )
+                    await self._notice(room_id, f"⚠️ Ignoring the {ctype.type_name} connection `{key}`: {problems}")
                 return current
             conn = Connection(room_id, ctype.event_type, key, normalized)
+            ctype.config_of(conn)
             await self._mirror(conn)
             if current is None:
                 log.info("Picked up %s connection %s in %s from room state", ctype.type_name, key, room_id)
@@ -396,7 +327,7 @@ class ConnectionManager:
 
     async def forget_room(self, room_id: str) -> None:
         """The bot left or was kicked: its connections there stop (room state keeps them)."""
-        self._joined.discard(room_id)
+        self.access.mark_joined(room_id, False)
         for conn in self.connections(room_id):
             await self._drop(conn)
 

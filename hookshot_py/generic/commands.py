@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from hookshot_py.commands.context import CommandContext, CommandError
-from hookshot_py.commands.registry import Command
-from hookshot_py.generic.connection import EVENT_TYPE, GenericHookType
-from hookshot_py.services import Services
+from hookshot_py.commands.registry import command
+from hookshot_py.connections.manager import ConnectionManager
+from hookshot_py.generic.connection import EVENT_TYPE
+
+PERMISSION = ("generic", "commands")
 
 
-def register(services: Services, hooks: GenericHookType) -> None:
-    manager = services.manager
+class WebhookCommands:
+    def __init__(self, manager: ConnectionManager) -> None:
+        self.manager = manager
 
-    async def create(ctx: CommandContext, args: list[str]) -> None:
+    @command("webhook", "<name>", "Create a webhook (its secret URL is sent to you privately).",
+             min_args=1, max_args=1, permission=PERMISSION)
+    async def create(self, ctx: CommandContext, args: list[str]) -> None:
         name = args[0]
-        conn, outcome = await manager.create(ctx.room_id, EVENT_TYPE, {"name": name}, user_id=ctx.sender)
+        _, outcome = await self.manager.create(ctx.room_id, EVENT_TYPE, {"name": name}, user_id=ctx.sender)
         url = outcome.secrets.get("url")
         await ctx.dm(
             f"Your webhook **{name}** is ready. Send JSON (or form data, or text) to:\n\n`{url}`\n\n"
@@ -23,31 +28,20 @@ def register(services: Services, hooks: GenericHookType) -> None:
         )
         await ctx.reply(f"Room configured to bridge webhook **{name}**. I sent you its secret URL in a direct message.")
 
-    async def list_hooks(ctx: CommandContext, args: list[str]) -> None:
-        names = sorted(c.state_key for c in manager.connections(ctx.room_id) if c.event_type == EVENT_TYPE)
+    @command("webhook list", "", "List the webhooks of this room.", max_args=0, permission=PERMISSION)
+    async def list_hooks(self, ctx: CommandContext, args: list[str]) -> None:
+        names = sorted(c.state_key for c in self.manager.connections(ctx.room_id) if c.event_type == EVENT_TYPE)
         if not names:
             await ctx.reply("There are no webhooks in this room. Create one with `!hookshot webhook <name>`.")
             return
         await ctx.reply("**Webhooks in this room**\n\n" + "\n".join(f"- {n}" for n in names))
 
-    async def remove(ctx: CommandContext, args: list[str]) -> None:
+    @command("webhook remove", "<name>", "Remove a webhook.", min_args=1, max_args=1, permission=PERMISSION)
+    async def remove(self, ctx: CommandContext, args: list[str]) -> None:
         name = args[0]
-        conn = manager.find(ctx.room_id, EVENT_TYPE, name)
+        conn = self.manager.find(ctx.room_id, EVENT_TYPE, name)
         if conn is None:
             raise CommandError(f"There is no webhook named {name!r} in this room (see `!hookshot webhook list`).")
-        warnings = await manager.remove(ctx.room_id, conn.id, user_id=ctx.sender)
+        warnings = await self.manager.remove(ctx.room_id, conn.id, user_id=ctx.sender)
         suffix = "".join(f"\n\n⚠️ {w}" for w in warnings)
         await ctx.reply(f"Removed webhook **{name}**; its URL no longer works.{suffix}")
-
-    services.room_commands.add(
-        Command(("webhook",), create, "<name>", "Create a webhook (its secret URL is sent to you privately).",
-                min_args=1, max_args=1, permission=("generic", "commands"))
-    )
-    services.room_commands.add(
-        Command(("webhook", "list"), list_hooks, "", "List the webhooks of this room.",
-                max_args=0, permission=("generic", "commands"))
-    )
-    services.room_commands.add(
-        Command(("webhook", "remove"), remove, "<name>", "Remove a webhook.",
-                min_args=1, max_args=1, permission=("generic", "commands"))
-    )

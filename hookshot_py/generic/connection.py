@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +35,21 @@ def parse_expiry(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-class GenericHookType(ConnectionType):
+@dataclass(frozen=True)
+class HookConfig:
+    """A hook's state with the config's defaults applied."""
+
+    name: str
+    wait_for_complete: bool
+    include_hook_body: bool
+    expires_at: datetime | None
+    transformation_function: str | None
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC))
+
+
+class GenericHookType(ConnectionType[HookConfig]):
     type_name = "Webhook"
     event_type = EVENT_TYPE
     legacy_event_types = (LEGACY_EVENT_TYPE,)
@@ -93,7 +108,19 @@ class GenericHookType(ConnectionType):
         return normalized, issues
 
     def state_key(self, state: dict[str, Any]) -> str:
-        return state["name"]
+        return str(state["name"])
+
+    def parse(self, state: dict[str, Any]) -> HookConfig:
+        expiry = state.get("expirationDate")
+        wait, include = state.get("waitForComplete"), state.get("includeHookBody")
+        script = state.get("transformationFunction")
+        return HookConfig(
+            name=str(state.get("name", "")),
+            wait_for_complete=wait if isinstance(wait, bool) else self.config.wait_for_complete,
+            include_hook_body=include if isinstance(include, bool) else self.config.include_hook_body,
+            expires_at=parse_expiry(expiry) if isinstance(expiry, str) else None,
+            transformation_function=script if isinstance(script, str) else None,
+        )
 
     # -- hook ids -----------------------------------------------------------------------------------
 

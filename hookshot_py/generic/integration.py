@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from hookshot_py.commands.registry import Command, commands_of
 from hookshot_py.config import GenericConfig
 from hookshot_py.connections.base import ConnectionType
-from hookshot_py.generic import commands
+from hookshot_py.generic.commands import WebhookCommands
 from hookshot_py.generic.connection import GenericHookType
 from hookshot_py.generic.webhook import GenericWebhooks
 from hookshot_py.integration import Integration
@@ -23,11 +26,11 @@ class GenericIntegration(Integration):
             config, self.hooks, services.manager, services.outbox, services.profiles, services.config.bridge.domain
         )
 
-    def connection_types(self) -> list[ConnectionType]:
+    def connection_types(self) -> list[ConnectionType[Any]]:
         return [self.hooks]
 
-    def register_commands(self) -> None:
-        commands.register(self.services, self.hooks)
+    def room_commands(self) -> list[Command]:
+        return commands_of(WebhookCommands(self.services.manager))
 
     def add_webhook_routes(self, app: web.Application) -> None:
         self.webhooks.add_routes(app)

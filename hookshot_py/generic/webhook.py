@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -17,7 +16,7 @@ from hookshot_py.config import GenericConfig
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.errors import ApiError, ErrCode
-from hookshot_py.generic.connection import GenericHookType, parse_expiry
+from hookshot_py.generic.connection import GenericHookType
 from hookshot_py.generic.format import render_message
 from hookshot_py.generic.payload import PayloadError, parse_body
 from hookshot_py.listeners.http import read_body
@@ -77,16 +76,15 @@ class GenericWebhooks:
                 f"Method {request.method} is not allowed; use {' or '.join(sorted(allowed))}.",
                 {"ok": False},
             )
-        expiry = conn.state.get("expirationDate")
-        if isinstance(expiry, str) and (when := parse_expiry(expiry)) is not None:
-            if when <= datetime.now(UTC):
-                raise ApiError(ErrCode.NOT_FOUND, "This hook has expired", {"ok": False})
+        hook = self.hooks.config_of(conn)
+        if hook.expired():
+            raise ApiError(ErrCode.NOT_FOUND, "This hook has expired", {"ok": False})
         raw = b"" if request.method == "GET" else await read_body(request, self.config.payload_size_limit)
         try:
             data = parse_body(request.method, request.headers.get("Content-Type"), raw, request.query)
         except PayloadError as e:
             raise ApiError(ErrCode.BAD_VALUE, str(e), {"ok": False}) from e
-        include_body = bool(conn.state.get("includeHookBody", self.config.include_hook_body))
+        include_body = hook.include_hook_body
         if len(raw) > _RENDER_INLINE_MAX:
             # Rendering a large body is CPU work: keep the event loop answering other requests.
             content = await asyncio.to_thread(
@@ -99,8 +97,7 @@ class GenericWebhooks:
             sender = ghost_user_id(self.config.user_id_prefix, conn.state_key, self.domain)
             await self.profiles.want(sender, f"{conn.state_key} (Webhook)")
         ids = await self.outbox.enqueue([OutgoingEvent(conn.room_id, content, sender=sender)])
-        wait = conn.state.get("waitForComplete", self.config.wait_for_complete)
-        if not wait:
+        if not hook.wait_for_complete:
             return web.json_response({"ok": True}, status=202)
         try:
             results = await self.outbox.wait_sent(ids, WAIT_FOR_COMPLETE_TIMEOUT_S)

@@ -12,49 +12,47 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hookshot_py.commands.registry import CommandRegistry, commands_of
 from hookshot_py.config import GitFlicConfig
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome
+from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.connections.validation import command_prefix, unknown_fields
 from hookshot_py.errors import ApiError, ValidationIssue
+from hookshot_py.gitflic.commands import ProjectCommands
 from hookshot_py.gitflic.events import DEFAULT_EVENTS, SUBSCRIPTION_FLAGS, validate_events
 from hookshot_py.gitflic.hooks import ProjectHooks, ordered_events
-from hookshot_py.gitflic.project import ProjectRef, is_alias, project_key
+from hookshot_py.gitflic.project import (
+    DEFAULT_PREFIX,
+    EVENT_TYPE,
+    ProjectRef,
+    events_of,
+    is_alias,
+    project_key,
+    ref_of,
+)
 
-if TYPE_CHECKING:
-    from hookshot_py.commands.context import CommandContext
-    from hookshot_py.connections.manager import ConnectionManager
-    from hookshot_py.gitflic.commands import PrefixCommands
+__all__ = ["EVENT_TYPE", "GitFlicProjectType", "events_of", "ref_of"]
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPE = "uk.half-shot.matrix-hookshot.gitflic.project"
-DEFAULT_PREFIX = "!gf"
 _FIELDS = ("ownerAlias", "projectAlias", "instance", "events", "commandPrefix")
 
 
-def ref_of(conn: Connection) -> ProjectRef:
-    state = conn.state
-    return ProjectRef(str(state.get("instance", "")), str(state["ownerAlias"]), str(state["projectAlias"]))
-
-
-def events_of(conn: Connection) -> list[str]:
-    events = conn.state.get("events")
-    return [e for e in events if isinstance(e, str)] if isinstance(events, list) else list(DEFAULT_EVENTS)
-
-
-class GitFlicProjectType(ConnectionType):
+class GitFlicProjectType(ConnectionType[ProjectRef]):
     type_name = "GitFlicProject"
     event_type = EVENT_TYPE
     service = "gitflic"
     display_service = "gitflic"
+    service_label = "GitFlic"
+    default_command_prefix = DEFAULT_PREFIX
 
     def __init__(self, config: GitFlicConfig, hooks: ProjectHooks, manager: ConnectionManager) -> None:
         self.config = config
         self.hooks = hooks
         self.manager = manager
-        self.commands: PrefixCommands | None = None  # set by the integration
+        self.commands = CommandRegistry(commands_of(ProjectCommands(hooks)))
         # Events of connections being created: not in the manager's index until their state is
         # written, yet another room's change to the same hook must not drop them.
         self._pending: dict[str, tuple[tuple[str, str], list[str]]] = {}
@@ -109,6 +107,12 @@ class GitFlicProjectType(ConnectionType):
     def state_key(self, state: dict[str, Any]) -> str:
         return f"{state['ownerAlias']}/{state['projectAlias']}"
 
+    def parse(self, state: dict[str, Any]) -> ProjectRef:
+        owner, project = state.get("ownerAlias"), state.get("projectAlias")
+        if not isinstance(owner, str) or not isinstance(project, str):
+            raise ValueError("a GitFlic project connection needs `ownerAlias` and `projectAlias`")
+        return ProjectRef(str(state.get("instance", "")), owner, project)
+
     # -- the project's hook ---------------------------------------------------------------------------
 
     def _same_project(self, ref: ProjectRef) -> Iterator[Connection]:
@@ -155,7 +159,8 @@ class GitFlicProjectType(ConnectionType):
             return
         key = project_key(ref.owner, ref.project)
         async with self.hooks.lock(ref.instance, key):
-            union = ordered_events(e for c in self._same_project(ref) for e in events_of(c))
+            same = [c for c in self._same_project(ref) if c.id != conn.id] + [conn]
+            union = ordered_events(e for c in same for e in events_of(c))
             record = self.hooks.store.get(ref.instance, key)
             if record is None:
                 await self.hooks.remember(ref, union)
@@ -208,13 +213,3 @@ class GitFlicProjectType(ConnectionType):
             "webhookId": record.hook_id,
             "webhookEvents": list(record.events),
         }
-
-    # -- prefix commands ------------------------------------------------------------------------------
-
-    async def handle_command(self, ctx: CommandContext, conn: Connection, args: list[str]) -> bool:
-        if self.commands is None:
-            return False
-        return await self.commands.handle(ctx, conn, args)
-
-    def command_help(self, conn: Connection) -> list[tuple[str, str]]:
-        return self.commands.help() if self.commands is not None else []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from hookshot_py.commands.registry import Command, commands_of
 from hookshot_py.config import GitFlicConfig
 from hookshot_py.connections.base import ConnectionType
-from hookshot_py.gitflic import commands
+from hookshot_py.gitflic.commands import DmCommands, RoomCommands
 from hookshot_py.gitflic.connection import GitFlicProjectType
 from hookshot_py.gitflic.hooks import ProjectHooks
 from hookshot_py.gitflic.routes import GitFlicWebhookRoute
@@ -20,19 +23,22 @@ class GitFlicIntegration(Integration):
 
     def __init__(self, services: Services, config: GitFlicConfig) -> None:
         self.services = services
+        self.config = config
         self.store = HookStore(services.db, services.secrets, services.gateway)
         self.hooks = ProjectHooks(config, self.store, services.tokens, services.http)
         self.projects = GitFlicProjectType(config, self.hooks, services.manager)
-        self.projects.commands = commands.PrefixCommands(services, self.hooks)
         self.route = GitFlicWebhookRoute(
             config, self.store, services.manager, services.outbox, on_push=services.push_seen
         )
 
-    def connection_types(self) -> list[ConnectionType]:
+    def connection_types(self) -> list[ConnectionType[Any]]:
         return [self.projects]
 
-    def register_commands(self) -> None:
-        commands.register(self.services, self.projects)
+    def room_commands(self) -> list[Command]:
+        return commands_of(RoomCommands(self.config, self.services.manager))
+
+    def dm_commands(self) -> list[Command]:
+        return commands_of(DmCommands(self.config, self.services.tokens))
 
     def add_webhook_routes(self, app: web.Application) -> None:
         self.route.add_routes(app)

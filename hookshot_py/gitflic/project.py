@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from hookshot_py.config import GitFlicConfig
+from hookshot_py.connections.base import Connection
+from hookshot_py.gitflic.events import DEFAULT_EVENTS
 
+EVENT_TYPE = "uk.half-shot.matrix-hookshot.gitflic.project"
+DEFAULT_PREFIX = "!gf"
 WEBHOOK_PATH = "/gitflic/webhook"
 # GitFlic aliases are made of letters, digits, `-`, `_` and `.`; anything else (a slash, a space,
 # `..`) could change the API path the alias is put into.
@@ -32,6 +36,16 @@ class ProjectRef:
     def key(self) -> str:
         """The connection's state key, as the user spelled it."""
         return f"{self.owner}/{self.project}"
+
+
+def ref_of(conn: Connection) -> ProjectRef:
+    state = conn.state
+    return ProjectRef(str(state.get("instance", "")), str(state["ownerAlias"]), str(state["projectAlias"]))
+
+
+def events_of(conn: Connection) -> list[str]:
+    events = conn.state.get("events")
+    return [e for e in events if isinstance(e, str)] if isinstance(events, list) else list(DEFAULT_EVENTS)
 
 
 def is_alias(value: object) -> bool:

@@ -11,27 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hookshot_py.commands.registry import CommandRegistry, commands_of
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome
+from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.errors import ApiError, ErrCode, ValidationIssue
 from hookshot_py.github.accounts import GitHubAccounts, api_error
+from hookshot_py.github.commands import RepoCommands
 from hookshot_py.github.errors import GitHubError
 from hookshot_py.github.hooks import RepoHooks, project_key
 from hookshot_py.github.state import (
+    DEFAULT_COMMAND_PREFIX,
     EVENT_TYPE,
     LEGACY_EVENT_TYPE,
+    RepoConfig,
     RepoSettings,
     github_events_for_hooks,
     state_key,
     storable_state,
     validate_repo_state,
 )
-
-if TYPE_CHECKING:
-    from hookshot_py.commands.context import CommandContext
-    from hookshot_py.connections.manager import ConnectionManager
-    from hookshot_py.github.commands import RepoCommands
 
 __all__ = ["EVENT_TYPE", "GithubRepoType", "PENDING_PING_TTL_S"]
 
@@ -45,12 +45,14 @@ _OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
-class GithubRepoType(ConnectionType):
+class GithubRepoType(ConnectionType[RepoConfig]):
     type_name = "GithubRepo"
     event_type = EVENT_TYPE
     legacy_event_types = (LEGACY_EVENT_TYPE,)
     service = "github"
     display_service = "github"
+    service_label = "GitHub"
+    default_command_prefix = DEFAULT_COMMAND_PREFIX
 
     def __init__(
         self,
@@ -63,7 +65,7 @@ class GithubRepoType(ConnectionType):
         self.hooks = hooks
         self.manager = manager
         self.default_options = default_options
-        self.commands: RepoCommands | None = None
+        self.commands = CommandRegistry(commands_of(RepoCommands(accounts, hooks, self.config_of)))
         self._pending: dict[str, dict[str, Connection]] = {}
         self._tasks: set[asyncio.Task[list[str]]] = set()
 
@@ -87,13 +89,15 @@ class GithubRepoType(ConnectionType):
     def state_key(self, state: dict[str, Any]) -> str:
         return state_key(state)
 
+    def parse(self, state: dict[str, Any]) -> RepoConfig:
+        return RepoConfig.from_state(state, self.default_options)
+
     def effective_state(self, conn: Connection) -> dict[str, Any]:
-        """The state with config defaults applied, as `format.py` and commands expect it."""
-        effective, issues = validate_repo_state(conn.state, is_new=False, default_options=self.default_options)
-        return conn.state if issues else effective
+        """The state with config defaults applied, as `format.py` expects it."""
+        return self.config_of(conn).state
 
     def settings(self, conn: Connection) -> RepoSettings:
-        return RepoSettings.from_state(conn.state, self.default_options)
+        return self.config_of(conn).settings
 
     def command_prefix(self, conn: Connection) -> str | None:
         return self.settings(conn).command_prefix
@@ -139,7 +143,7 @@ class GithubRepoType(ConnectionType):
         if isinstance(owner, str) and isinstance(repo, str):
             # State edited by hand in a client changes no hook by itself: bring the hook's events
             # in line (a no-op when `prepare` already did), with the registrant's token.
-            desired = self._events(self.connections_for(f"{owner}/{repo}"))
+            desired = self._events([*self.connections_for(f"{owner}/{repo}", exclude=conn.id), conn])
             task = asyncio.create_task(self.hooks.release(owner, repo, desired, user_id=None))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -184,13 +188,3 @@ class GithubRepoType(ConnectionType):
         others = self.connections_for(f"{owner}/{repo}", exclude=conn.id)
         remaining = self._events(others) if others else None
         return await self.hooks.release(owner, repo, remaining, user_id=user_id)
-
-    # --- commands -----------------------------------------------------------------------------
-
-    async def handle_command(self, ctx: CommandContext, conn: Connection, args: list[str]) -> bool:
-        if self.commands is None:
-            return False
-        return await self.commands.handle(ctx, conn, self.effective_state(conn), args)
-
-    def command_help(self, conn: Connection) -> list[tuple[str, str]]:
-        return [] if self.commands is None else self.commands.help()

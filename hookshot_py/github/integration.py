@@ -3,12 +3,15 @@ callback and the `/v1/github/*` provisioning routes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from hookshot_py.commands.registry import Command, commands_of
 from hookshot_py.config import GitHubConfig
 from hookshot_py.connections.base import ConnectionType
-from hookshot_py.github import commands
 from hookshot_py.github.accounts import GitHubAccounts
+from hookshot_py.github.commands import DmCommands, RoomCommands
 from hookshot_py.github.connection import GithubRepoType
 from hookshot_py.github.hooks import RepoHooks
 from hookshot_py.github.oauth_routes import GitHubOAuthFlow
@@ -32,7 +35,6 @@ class GitHubIntegration(Integration):
             services.db, services.secrets, self.accounts, webhook.public_url if webhook else None, services.gateway
         )
         self.repo_type = GithubRepoType(self.accounts, self.hooks, services.manager, config.default_options)
-        self.repo_type.commands = commands.RepoCommands(services, self.accounts, self.hooks)
         self.oauth = GitHubOAuthFlow(
             config, services.db, self.accounts, services.dms, services.outbox, services.http
         )
@@ -43,11 +45,14 @@ class GitHubIntegration(Integration):
         )
         self.provisioning = GitHubProvisioning(config, self.accounts, self.oauth)
 
-    def connection_types(self) -> list[ConnectionType]:
+    def connection_types(self) -> list[ConnectionType[Any]]:
         return [self.repo_type]
 
-    def register_commands(self) -> None:
-        commands.register(self.services, self.accounts, self.oauth, self.config.oauth_url)
+    def room_commands(self) -> list[Command]:
+        return commands_of(RoomCommands(self.services.manager, self.config.oauth_url))
+
+    def dm_commands(self) -> list[Command]:
+        return commands_of(DmCommands(self.accounts, self.oauth))
 
     def add_webhook_routes(self, app: web.Application) -> None:
         self.webhooks.add_routes(app)

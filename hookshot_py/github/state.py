@@ -26,6 +26,7 @@ __all__ = [
     "LEGACY_EVENT_TYPE",
     "ALWAYS_SUBSCRIBED_EVENTS",
     "HookFilter",
+    "RepoConfig",
     "RepoSettings",
     "github_events_for_hooks",
     "state_key",
@@ -159,6 +160,31 @@ class RepoSettings:
             pr_diff_max_lines=int(max_lines) if max_lines else DEFAULT_PR_DIFF_MAX_LINES,
             new_issue_labels=tuple(new_issue.get("labels") or ()),
         )
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """A repo connection's typed state, parsed once per state change."""
+
+    org: str
+    repo: str
+    # The effective state (config defaults applied), as `format.py` reads it.
+    state: dict[str, Any]
+    settings: RepoSettings
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.org}/{self.repo}"
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], default_options: dict[str, Any] | None = None) -> RepoConfig:
+        effective, issues = validate_repo_state(state, is_new=False, default_options=default_options)
+        if issues:
+            effective = state
+        org, repo = effective.get("org"), effective.get("repo")
+        if not isinstance(org, str) or not isinstance(repo, str):
+            raise ValueError("a GitHub repository connection needs `org` and `repo`")
+        return cls(org, repo, effective, RepoSettings.from_state(state, default_options))
 
 
 def state_key(state: dict[str, Any]) -> str:

@@ -32,11 +32,17 @@ class _MemoryASStateStore(MemoryStateStore, ASStateStore):
         ASStateStore.__init__(self)
 
 
+async def _not_routed(event: dict[str, Any]) -> None:
+    raise RuntimeError("a transaction arrived before the bridge's event routing was set up")
+
+
 class HookshotAppService(AppService):
-    def __init__(self, *, db: Database, on_event: EventHandler, **kwargs: Any) -> None:
+    def __init__(self, *, db: Database, **kwargs: Any) -> None:
         super().__init__(state_store=_MemoryASStateStore(), **kwargs)
         self.db = db
-        self.on_event = on_event
+        # Set by the bridge once its parts are built; until then transactions answer 500 and
+        # the homeserver retries them.
+        self.on_event: EventHandler = _not_routed
 
     async def _http_handle_transaction(self, request: web.Request) -> web.Response:
         if not self._check_token(request):

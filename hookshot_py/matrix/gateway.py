@@ -13,7 +13,7 @@ from urllib.parse import quote
 from mautrix.api import Method, Path
 from mautrix.appservice import AppService, IntentAPI
 from mautrix.errors import MatrixRequestError, MNotFound
-from mautrix.types import RoomCreatePreset
+from mautrix.types import RoomCreatePreset, RoomID
 
 from hookshot_py.matrix.power import RoomPower
 
@@ -61,8 +61,8 @@ class MatrixGateway:
         await self.bot.join_room(room_id, max_retries=0)
         await self.bot.state_store.joined(room_id, self.bot_mxid)
 
-    async def leave(self, room_id: str, reason: str | None = None) -> None:
-        await self.bot.leave_room(room_id, reason=reason)
+    async def leave(self, room_id: str, reason: str | None = None, *, user_id: str | None = None) -> None:
+        await self.intent(user_id).leave_room(RoomID(room_id), reason=reason)
 
     async def joined_rooms(self) -> list[str]:
         return list(await self.bot.get_joined_rooms())

@@ -101,13 +101,9 @@ class ProvisioningApi:
 
     async def _can_edit(self, room_id: str, user_id: str, event_type: str) -> bool:
         ctype = self.s.manager.type_for(event_type)
-        if ctype is None:
-            return False
-        try:
-            await self.s.manager.assert_can_write(room_id, user_id, ctype)
-        except ApiError:
-            return False
-        return True
+        return ctype is not None and await self.s.manager.access.can_write(
+            room_id, user_id, ctype.service, ctype.event_type
+        )
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -133,7 +129,7 @@ class ProvisioningApi:
 
     async def list_connections(self, request: web.Request) -> web.Response:
         user_id, room_id = self._user_id(request), self._room_id(request)
-        await self.s.manager.assert_can_read(room_id, user_id)
+        await self.s.manager.access.assert_can_read(room_id, user_id)
         out = []
         can_edit: dict[str, bool] = {}
         for conn in self.s.manager.connections(room_id):
@@ -144,7 +140,7 @@ class ProvisioningApi:
 
     async def get_connection(self, request: web.Request) -> web.Response:
         user_id, room_id = self._user_id(request), self._room_id(request)
-        await self.s.manager.assert_can_read(room_id, user_id)
+        await self.s.manager.access.assert_can_read(room_id, user_id)
         conn = self.s.manager.get(room_id, request.match_info["id"])
         secrets = await self._can_edit(room_id, user_id, conn.event_type)
         return web.json_response(self.s.manager.details(conn, include_secrets=secrets))
@@ -164,7 +160,7 @@ class ProvisioningApi:
     async def update_connection(self, request: web.Request) -> web.Response:
         user_id, room_id = self._user_id(request), self._room_id(request)
         body = await self._body(request)
-        await self.s.manager.assert_can_read(room_id, user_id)
+        await self.s.manager.access.assert_can_read(room_id, user_id)
         conn, outcome = await self.s.manager.update(room_id, request.match_info["id"], body, user_id=user_id)
         out = self.s.manager.details(conn, include_secrets=True)
         if outcome.warnings:
@@ -173,6 +169,6 @@ class ProvisioningApi:
 
     async def delete_connection(self, request: web.Request) -> web.Response:
         user_id, room_id = self._user_id(request), self._room_id(request)
-        await self.s.manager.assert_can_read(room_id, user_id)
+        await self.s.manager.access.assert_can_read(room_id, user_id)
         await self.s.manager.remove(room_id, request.match_info["id"], user_id=user_id)
         return web.json_response({"ok": True})

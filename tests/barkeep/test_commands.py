@@ -94,7 +94,7 @@ async def test_status_watch_and_help(barkeep_bridge, make_user):
     await alice.send_text(room, "!hookshot help")
     await alice.wait_for_message(room, is_notice_with("`!barkeep comment <sha> [file:line] <text>`"))
     await alice.send_text(room, "!barkeep frobnicate")
-    await alice.wait_for_message(room, is_notice_with("Unknown command. Try `!barkeep help`."))
+    await alice.wait_for_message(room, is_notice_with("Unknown command `frobnicate`. Try `!barkeep help`."))
     await alice.send_text(room, "!hookshot barkeep repo nowhere x")
     await alice.wait_for_message(room, is_notice_with("Failed to handle command: Unknown Barkeep instance 'nowhere'; configured: main."))
 

@@ -58,7 +58,7 @@ def test_precise_issues_for_bad_state() -> None:
         "/instance": "must be a configured Barkeep instance: main",
         "/repo": "must be a Barkeep repository name (a directory name: no '/', no surrounding spaces)",
         "/events/1": "unknown event 'pushes'; expected one of approvals, comments",
-        "/commandPrefix": "must be a word of 1 to 32 characters without spaces",
+        "/commandPrefix": "must be a word of 2 to 24 characters without spaces",
     }
     assert issues_of(ctype(), {"instance": "main"}) == {"/repo": "is required"}
     assert issues_of(ctype(), {"instance": "main", "repo": "w", "events": "approvals"}) == {

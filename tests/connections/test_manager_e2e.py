@@ -41,12 +41,12 @@ async def test_mirror_follows_state_edited_and_removed_by_hand(bridge, make_user
 
     await alice.send_state(room, EVENT_TYPE, "handmade", {"name": "handmade", "includeHookBody": False})
     await eventually(lambda: _state_is(manager, room, "handmade", {"name": "handmade", "includeHookBody": False}))
-    rows = await bridge.bridge.db.fetch("SELECT content FROM connections WHERE room_id = $1", room)
+    rows = await bridge.bridge.services.db.fetch("SELECT content FROM connections WHERE room_id = $1", room)
     assert [r["content"] for r in rows] == [{"name": "handmade", "includeHookBody": False}]
 
     await alice.send_state(room, EVENT_TYPE, "handmade", {})
     await eventually(lambda: _gone(manager, room, "handmade"))
-    assert await bridge.bridge.db.fetchval("SELECT count(*) FROM connections WHERE room_id = $1", room) == 0
+    assert await bridge.bridge.services.db.fetchval("SELECT count(*) FROM connections WHERE room_id = $1", room) == 0
     assert (await http("POST", url, json={"text": "x"}))[0] == 404
 
     # Invalid state is refused with a notice, not half-applied.

@@ -45,7 +45,7 @@ async def test_own_token_project_command_and_prefix_commands(gitflic_bridge, mak
     await alice.send_text(room, "!hookshot help")
     await alice.wait_for_message(room, is_notice_with("`!gf hooks` — List the webhooks"))
     await alice.send_text(room, "!gf frobnicate")
-    await alice.wait_for_message(room, is_notice_with("Unknown command. Try `!gf help`."))
+    await alice.wait_for_message(room, is_notice_with("Unknown command `frobnicate`. Try `!gf help`."))
 
     await alice.send_text(dm, "gitflic logout")
     await alice.wait_for_message(dm, is_notice_with("Forgot your GitFlic token"))

@@ -61,7 +61,7 @@ async def test_repo_command_and_prefix_commands_act_with_the_senders_token(
     await alice.send_text(room, "!gh help")
     await alice.wait_for_message(room, is_notice_with("`!gh create <title> [description] [labels]`"))
     await alice.send_text(room, "!gh frobnicate")
-    await alice.wait_for_message(room, is_notice_with("Unknown command. Try `!gh help`."))
+    await alice.wait_for_message(room, is_notice_with("Unknown command `frobnicate`. Try `!gh help`."))
     await alice.send_text(room, "!gh close one")
     await alice.wait_for_message(room, is_notice_with("`one` is not an issue number"))
 
