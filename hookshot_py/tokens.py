@@ -85,7 +85,7 @@ class TokenStore:
         if blob is None:
             return None
         try:
-            return json.loads(self.box.decrypt(bytes(blob)))  # type: ignore[arg-type]
+            return json.loads(self.box.decrypt(bytes(blob)))
         except Exception:
             log.error("Stored %s token of %s cannot be decrypted (was passFile changed?)", service, user_id)
             return None

@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -44,37 +45,39 @@ class Database:
     """Owns the pool. Everything else receives this object and borrows connections from it."""
 
     dsn: str
-    pool: asyncpg.Pool | None = None
+    _pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("Database.start() was not called")
+        return self._pool
 
     async def start(self, *, migrate: bool = True, min_size: int = 2, max_size: int = 10) -> None:
         if migrate:
             log.info("Applying database migrations")
             await asyncio.to_thread(run_migrations, self.dsn)
-        self.pool = await asyncpg.create_pool(
+        self._pool = await asyncpg.create_pool(
             self.dsn, min_size=min_size, max_size=max_size, init=_init_connection
         )
 
     async def stop(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
-            self.pool = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
-    def acquire(self):  # type: ignore[no-untyped-def]
-        assert self.pool is not None, "Database.start() was not called"
+    def acquire(self) -> Any:
+        """`async with db.acquire() as conn:` — a pooled connection (for transactions)."""
         return self.pool.acquire()
 
     async def execute(self, query: str, *args: object) -> str:
-        assert self.pool is not None
         return await self.pool.execute(query, *args)
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        assert self.pool is not None
         return await self.pool.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        assert self.pool is not None
         return await self.pool.fetchrow(query, *args)
 
-    async def fetchval(self, query: str, *args: object) -> object:
-        assert self.pool is not None
+    async def fetchval(self, query: str, *args: object) -> Any:
         return await self.pool.fetchval(query, *args)

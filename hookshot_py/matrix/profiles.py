@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from mautrix.types import UserID
+
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.gateway import MatrixGateway
 
@@ -62,7 +64,7 @@ class Profiles:
         intent = self.gateway.intent(user_id)
         await intent.ensure_registered()
         try:
-            profile = await intent.get_profile(user_id)
+            profile = await intent.get_profile(UserID(user_id))
             return (profile.displayname, profile.avatar_url)
         except Exception:
             return (None, None)
