@@ -18,7 +18,7 @@ from hookshot_py.db.database import Database
 from hookshot_py.db.embedded import EmbeddedPostgres
 from hookshot_py.integration import Integration
 from hookshot_py.integrations import create_all
-from hookshot_py.listeners.http import add_health_routes, error_middleware, timed
+from hookshot_py.listeners.http import ListenerRunner, add_health_routes, error_middleware, timed
 from hookshot_py.matrix.appservice import HookshotAppService
 from hookshot_py.matrix.events import EventRouter, join_permission_rooms
 from hookshot_py.matrix.gateway import MatrixGateway
@@ -229,7 +229,7 @@ class Bridge:
 
     async def _start_listeners(self, rt: Runtime) -> None:
         for listener in self.config.listeners:
-            runner = web.AppRunner(self._listener_app(rt, listener), access_log=None)
+            runner = ListenerRunner(self._listener_app(rt, listener))
             await runner.setup()
             await web.TCPSite(runner, listener.bind_address, listener.port).start()
             rt.runners.append(runner)

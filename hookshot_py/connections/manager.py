@@ -14,10 +14,11 @@ from typing import Any
 
 from mautrix.errors import MatrixRequestError
 
+from hookshot_py import jsonsafe
 from hookshot_py.connections.access import RoomAccess
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome, is_disabled
 from hookshot_py.connections.mirror import ConnectionMirror
-from hookshot_py.errors import ApiError, ErrCode, validation_error
+from hookshot_py.errors import ApiError, ErrCode, ValidationIssue, validation_error
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
 from hookshot_py.metrics import Metrics
@@ -25,6 +26,7 @@ from hookshot_py.metrics import Metrics
 log = logging.getLogger(__name__)
 
 AnyType = ConnectionType[Any]
+MAX_STATE_DEPTH = 16
 
 
 class ConnectionManager:
@@ -179,10 +181,23 @@ class ConnectionManager:
     def _validated(
         self, ctype: AnyType, state: dict[str, Any], *, existing: Connection | None, is_new: bool
     ) -> dict[str, Any]:
-        normalized, issues = ctype.validate(state, existing=existing, is_new=is_new)
+        normalized, issues = self._validate(ctype, state, existing=existing, is_new=is_new)
         if issues:
             raise validation_error(issues)
         return normalized
+
+    @staticmethod
+    def _validate(
+        ctype: AnyType, state: dict[str, Any], *, existing: Connection | None, is_new: bool
+    ) -> tuple[dict[str, Any], list[ValidationIssue]]:
+        """The type's validation, after what no state may hold: characters Postgres cannot store
+        and nesting deeper than any real connection needs (they used to wedge the homeserver's
+        transactions with 500s)."""
+        if (path := jsonsafe.find_unstorable(state)) is not None:
+            return state, [ValidationIssue(path, "contains a NUL character or invalid Unicode")]
+        if jsonsafe.depth_exceeds(state, MAX_STATE_DEPTH):
+            return state, [ValidationIssue("/", f"nests deeper than {MAX_STATE_DEPTH} levels")]
+        return ctype.validate(state, existing=existing, is_new=is_new)
 
     async def assert_can_write(self, room_id: str, user_id: str, ctype: AnyType) -> None:
         await self.access.assert_can_write(room_id, user_id, ctype.service, ctype.event_type)
@@ -311,7 +326,7 @@ class ConnectionManager:
                         "they lack the manageConnections permission on this bridge.",
                     )
                 return current
-            normalized, issues = ctype.validate(content, existing=current, is_new=False)
+            normalized, issues = self._validate(ctype, content, existing=current, is_new=False)
             if issues:
                 problems = "; ".join(f"{i.path or '/'}: {i.message}" for i in issues)
                 log.warning("Ignoring invalid %s state %s in %s: %s", ctype.event_type, key, room_id, problems)

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
+from hookshot_py import jsonsafe
 from hookshot_py.errors import ApiError, ErrCode
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# A client gets this long to send a request's headers (and to send the next one on a kept-alive
+# connection), and this long to send its body: slow clients cannot hold sockets for ever.
+HEADER_TIMEOUT_S = 15.0
+BODY_TIMEOUT_S = 30.0
+# Open connections per listener; further ones are closed at once.
+MAX_CONNECTIONS = 1024
 ReadyCheck = Callable[[], tuple[bool, dict[str, object]]]
 
 _HTTP_CODES = {
@@ -48,9 +59,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if e.status == 405 and "Allow" in e.headers:
             resp.headers["Allow"] = e.headers["Allow"]
         return resp
+    except ConnectionResetError:
+        # The client went away mid-request: nothing to answer, nothing to log loudly.
+        log.debug("Client left during %s %s", request.method, route_name(request))
+        raise
     except Exception:
-        log.exception("Unhandled error in %s %s", request.method, request.path)
+        # Never the raw path: a generic webhook's path is its secret.
+        log.exception("Unhandled error in %s %s", request.method, route_name(request))
         return error_response(ApiError(ErrCode.UNKNOWN, "An internal error occurred"))
+
+
+def route_name(request: web.Request) -> str:
+    """The route's pattern (`/webhook/{hook_id}`), safe to log: paths may hold secrets."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
 
 
 def add_health_routes(app: web.Application, ready: ReadyCheck) -> None:
@@ -82,13 +104,50 @@ def timed(observe: Callable[[web.Request, int, float], None]) -> Callable[..., A
     return middleware
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, refusing (413 `HS_TOO_LARGE`) anything over `limit` bytes without reading it all."""
+async def read_body(request: web.Request, limit: int, *, timeout: float | None = None) -> bytes:
+    """The raw body, refusing (413 `HS_TOO_LARGE`) anything over `limit` bytes without reading it
+    all, and (408) a body that does not arrive within `timeout` seconds (`BODY_TIMEOUT_S`)."""
+    timeout = BODY_TIMEOUT_S if timeout is None else timeout
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds the limit of {limit} bytes.")
     body = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds the limit of {limit} bytes.")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(65536):
+                body += chunk
+                if len(body) > limit:
+                    raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds the limit of {limit} bytes.")
+    except TimeoutError:
+        raise ApiError(ErrCode.BAD_VALUE, f"The body did not arrive within {timeout:.0f} s.", status=408) from None
     return bytes(body)
+
+
+def parse_json(raw: bytes, *, max_depth: int = jsonsafe.MAX_DEPTH) -> Any:
+    """A JSON body, or 400 `HS_BAD_VALUE` saying what is wrong (bad UTF-8, bad JSON, too deep)."""
+    try:
+        return jsonsafe.loads(raw, max_depth=max_depth)
+    except jsonsafe.JsonError as e:
+        raise ApiError(ErrCode.BAD_VALUE, str(e)[:1].upper() + str(e)[1:] + ".") from e
+
+
+class ListenerRunner(web.AppRunner):
+    """An AppRunner with bounded header/keep-alive time and a cap on open connections (past it,
+    new connections are closed at once instead of holding file descriptors)."""
+
+    def __init__(self, app: web.Application, *, max_connections: int | None = None) -> None:
+        super().__init__(app, access_log=None, keepalive_timeout=HEADER_TIMEOUT_S)
+        self.max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        track = server.connection_made
+        cap = self.max_connections
+
+        def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+            track(handler, transport)
+            if len(server.connections) > cap:
+                log.warning("Refusing a connection: %d are open (the limit)", cap)
+                transport.abort()
+
+        setattr(server, "connection_made", connection_made)  # noqa: B010 - wraps one instance
+        return server

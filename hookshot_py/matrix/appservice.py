@@ -7,21 +7,43 @@ homeserver resend it), and so already-processed transaction ids are remembered i
 
 from __future__ import annotations
 
-import json
+import asyncio
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from mautrix.appservice import AppService
 from mautrix.appservice.state_store.memory import ASStateStore
 from mautrix.client.state_store.memory import MemoryStateStore
+from mautrix.errors import MatrixConnectionError
 
+from hookshot_py import jsonsafe
 from hookshot_py.db.database import Database
+from hookshot_py.errors import ApiError
+from hookshot_py.listeners.http import read_body
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_TRANSACTION_BYTES = 32 * 1024 * 1024
+# Event ids handled recently: a transaction retried after a partial failure skips them.
+RECENT_EVENTS = 10_000
+# Failures that say nothing about the event: retrying the transaction later can succeed.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    MatrixConnectionError,
+)
 
 
 class _MemoryASStateStore(MemoryStateStore, ASStateStore):
@@ -33,7 +55,7 @@ class _MemoryASStateStore(MemoryStateStore, ASStateStore):
 
 
 async def _not_routed(event: dict[str, Any]) -> None:
-    raise RuntimeError("a transaction arrived before the bridge's event routing was set up")
+    raise ConnectionError("a transaction arrived before the bridge's event routing was set up")
 
 
 class HookshotAppService(AppService):
@@ -43,29 +65,61 @@ class HookshotAppService(AppService):
         # Set by the bridge once its parts are built; until then transactions answer 500 and
         # the homeserver retries them.
         self.on_event: EventHandler = _not_routed
+        self._recent: OrderedDict[str, None] = OrderedDict()
 
     async def _http_handle_transaction(self, request: web.Request) -> web.Response:
         if not self._check_token(request):
             return web.json_response({"errcode": "M_FORBIDDEN", "error": "Invalid hs_token"}, status=403)
         txn_id = request.match_info["transaction_id"]
         try:
-            data = await request.json()
-        except json.JSONDecodeError:
-            return web.json_response({"errcode": "M_NOT_JSON", "error": "Body is not JSON"}, status=400)
+            raw = await read_body(request, MAX_TRANSACTION_BYTES)
+            data = jsonsafe.loads(raw)
+        except ApiError as e:
+            return web.json_response({"errcode": "M_TOO_LARGE", "error": e.error}, status=e.status or 413)
+        except jsonsafe.JsonError as e:
+            return web.json_response({"errcode": "M_NOT_JSON", "error": str(e)}, status=400)
         events = data.get("events") if isinstance(data, dict) else None
         if not isinstance(events, list):
             return web.json_response({"errcode": "M_BAD_JSON", "error": "Missing events"}, status=400)
+        # A homeserver may number its transactions from 1 again after a restart (Synapse on
+        # SQLite does): a transaction is a repeat only if its id *and* its content match.
+        digest = hashlib.sha256(raw).digest()
         try:
-            if await self.db.fetchval("SELECT 1 FROM appservice_txns WHERE txn_id = $1", txn_id):
+            if await self.db.fetchval(
+                "SELECT 1 FROM appservice_txns WHERE txn_id = $1 AND digest = $2", txn_id, digest
+            ):
                 return web.json_response({})
-            for raw in events:
-                if isinstance(raw, dict):
-                    await self.on_event(raw)
+            for raw_event in events:
+                if isinstance(raw_event, dict):
+                    await self._handle_one(txn_id, raw_event)
             await self.db.execute(
-                "INSERT INTO appservice_txns (txn_id) VALUES ($1) ON CONFLICT DO NOTHING", txn_id
+                "INSERT INTO appservice_txns (txn_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                txn_id, digest,
             )
         except Exception:
             # Not acknowledged: the homeserver retries the transaction later.
             log.exception("Failed to handle transaction %s; the homeserver will retry it", txn_id)
             return web.json_response({"errcode": "M_UNKNOWN", "error": "Temporary failure"}, status=500)
         return web.json_response({})
+
+    async def _handle_one(self, txn_id: str, event: dict[str, Any]) -> None:
+        """Handle one event in isolation: a failure of ours that retrying can fix (the database
+        or the homeserver unreachable) fails the transaction so it is retried; anything else is
+        this event's problem, logged and skipped, so one bad event never wedges the stream."""
+        event_id = event.get("event_id")
+        if isinstance(event_id, str):
+            if event_id in self._recent:
+                return  # handled already, in an earlier try of a transaction that then failed
+        try:
+            await self.on_event(event)
+        except TRANSIENT as e:
+            log.warning("Event %s of transaction %s failed for now (%s): the transaction will be retried",
+                        event_id, txn_id, type(e).__name__)
+            raise
+        except Exception:
+            log.exception("Skipping event %s (%s in %s) of transaction %s: it cannot be handled",
+                          event_id, event.get("type"), event.get("room_id"), txn_id)
+        if isinstance(event_id, str):
+            self._recent[event_id] = None
+            if len(self._recent) > RECENT_EVENTS:
+                self._recent.popitem(last=False)

@@ -9,13 +9,13 @@ a resend after a crash is deduplicated by the homeserver instead of posted twice
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hookshot_py import jsonsafe
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.gateway import MatrixGateway, SendError
 from hookshot_py.matrix.profiles import Profiles
@@ -86,7 +86,7 @@ class Outbox:
             [e.room_id for e in events],
             [e.sender or bot for e in events],
             [e.event_type for e in events],
-            [json.dumps(e.content) for e in events],
+            [jsonsafe.dumps_storable(e.content) for e in events],
             [e.dedupe_key for e in events],
         )
         self._depth += len(rows)

@@ -7,7 +7,6 @@ routes acting for a user need `?userId=`.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +16,7 @@ from aiohttp import web
 
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.integration import Integration
-from hookshot_py.listeners.http import read_body
+from hookshot_py.listeners.http import parse_json, read_body
 from hookshot_py.provisioning.openapi import openapi_document
 from hookshot_py.services import Services
 
@@ -83,12 +82,8 @@ class ProvisioningApi:
         return room_id
 
     @staticmethod
-    async def _body(request: web.Request) -> Any:
-        raw = await read_body(request, MAX_BODY_BYTES)
-        try:
-            body = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiError(ErrCode.BAD_VALUE, f"The body is not valid JSON: {e}") from e
+    async def _body(request: web.Request) -> dict[str, Any]:
+        body = parse_json(await read_body(request, MAX_BODY_BYTES))
         if not isinstance(body, dict):
             raise ApiError(ErrCode.BAD_VALUE, "A JSON object must be provided as the body.")
         return body

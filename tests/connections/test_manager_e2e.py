@@ -109,3 +109,25 @@ async def _gone(manager, room, key):
 async def _state_is(manager, room, key, state):
     conn = manager.find(room, EVENT_TYPE, key)
     return conn is not None and conn.state == state
+
+
+async def test_unstorable_state_is_refused_and_never_wedges_the_homeserver_link(bridge, make_user):
+    """A NUL character or deep nesting in a connection state event used to fail the mirror,
+    answer 500 to the whole transaction, and have the homeserver retry it for ever."""
+    alice = await make_user("alice")
+    room = await room_with_bot(alice)
+    await alice.send_state(room, EVENT_TYPE, "nul", {"name": "nul", "note": "a\u0000b"})
+    await alice.wait_for_message(room, is_notice_with("Ignoring the Webhook connection `nul`: /note: contains a NUL"))
+    deep: dict = {"name": "deep"}
+    node = deep
+    for _ in range(40):
+        node["x"] = {}
+        node = node["x"]
+    await alice.send_state(room, EVENT_TYPE, "deep", deep)
+    await alice.wait_for_message(room, is_notice_with("Ignoring the Webhook connection `deep`: /: nests deeper"))
+    # The stream keeps flowing: a command right after is answered, a good hook is picked up.
+    await alice.send_text(room, "!hookshot webhook list")
+    await alice.wait_for_message(room, is_notice_with("There are no webhooks in this room"))
+    await alice.send_state(room, EVENT_TYPE, "fine", {"name": "fine"})
+    assert (await eventually(lambda: _find(bridge.bridge.services.manager, room, "fine"))) is not None
+    assert await _find(bridge.bridge.services.manager, room, "nul") is None

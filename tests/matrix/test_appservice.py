@@ -1,0 +1,108 @@
+"""Homeserver transactions: deduplicated by id and content, each event handled in isolation,
+hostile bodies refused with 4xx — against a real Postgres, no homeserver."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from hookshot_py.db.database import Database
+from hookshot_py.matrix.appservice import HookshotAppService
+from support.bridge import create_database
+
+HS_TOKEN = "hs-secret"
+
+
+@pytest.fixture
+async def db(pg_admin_dsn):
+    database = Database(await create_database(pg_admin_dsn))
+    await database.start()
+    yield database
+    await database.stop()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.fail: dict[str, BaseException] = {}
+
+    async def __call__(self, event: dict[str, Any]) -> None:
+        event_id = event["event_id"]
+        if event_id in self.fail:
+            raise self.fail.pop(event_id)
+        self.seen.append(event_id)
+
+
+@pytest.fixture
+async def client(db):
+    appservice = HookshotAppService(
+        db=db, server="http://127.0.0.1:1", domain="test", as_token="as", hs_token=HS_TOKEN,
+        bot_localpart="bot", id="test",
+    )
+    recorder = Recorder()
+    appservice.on_event = recorder
+    async with TestClient(TestServer(appservice.app)) as c:
+        c.recorder = recorder  # type: ignore[attr-defined]
+        yield c
+
+
+def _event(event_id: str) -> dict[str, Any]:
+    return {"event_id": event_id, "type": "m.room.message", "room_id": "!r:test", "content": {"body": "x"}}
+
+
+async def _put(client: TestClient, txn: str, body: Any) -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    resp = await client.put(
+        f"/_matrix/app/v1/transactions/{txn}", data=data,
+        headers={"Authorization": f"Bearer {HS_TOKEN}", "Content-Type": "application/json"},
+    )
+    return resp.status, await resp.json()
+
+
+async def test_a_repeated_transaction_is_handled_once(client):
+    body = {"events": [_event("$a"), _event("$b")]}
+    assert (await _put(client, "1", body))[0] == 200
+    assert (await _put(client, "1", body))[0] == 200
+    assert client.recorder.seen == ["$a", "$b"]
+
+
+async def test_a_restarted_homeserver_reusing_ids_is_not_ignored(client):
+    """Synapse on SQLite numbers transactions from 1 again after a restart."""
+    assert (await _put(client, "1", {"events": [_event("$before")]}))[0] == 200
+    assert (await _put(client, "1", {"events": [_event("$after")]}))[0] == 200
+    assert client.recorder.seen == ["$before", "$after"]
+
+
+async def test_one_bad_event_is_skipped_and_the_rest_flow(client):
+    client.recorder.fail["$bad"] = ValueError("unstorable")
+    status, _ = await _put(client, "7", {"events": [_event("$ok1"), _event("$bad"), _event("$ok2")]})
+    assert status == 200
+    assert client.recorder.seen == ["$ok1", "$ok2"]
+
+
+async def test_a_transient_failure_is_retried_without_repeating_handled_events(client):
+    client.recorder.fail["$second"] = ConnectionError("database down")
+    body = {"events": [_event("$first"), _event("$second")]}
+    status, answer = await _put(client, "9", body)
+    assert status == 500 and answer["errcode"] == "M_UNKNOWN"
+    assert (await _put(client, "9", body))[0] == 200
+    assert client.recorder.seen == ["$first", "$second"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{" * 100_000,
+        b"[" * 5_000 + b"]" * 5_000,
+        b'{"events": [' + b"[" * 300 + b"]" * 300 + b"]}",
+        b"\xff\xfe not utf-8",
+        b"not json",
+    ],
+)
+async def test_hostile_bodies_get_4xx(client, body):
+    status, answer = await _put(client, "h", body)
+    assert 400 <= status < 500, answer
+    assert client.recorder.seen == []
