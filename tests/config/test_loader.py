@@ -21,6 +21,9 @@ from hookshot_py.config import (
 )
 
 
+SECRET = "9c1e4f7a2b5d8e0f3a6c9b2e5f8a1d4c"  # a provisioning secret good enough to be accepted
+
+
 def minimal() -> dict[str, Any]:
     return {
         "bridge": {"domain": "example.com", "url": "http://localhost:8008", "port": 9993},
@@ -145,14 +148,14 @@ def test_null_section_counts_as_absent() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     data = with_(
         lambda d: d.update(
-            provisioning={"secret": "provisioning-s3cret"},
+            provisioning={"secret": "provisioning-s3cret-7f1c9a2e4b6d8f0a1c3e"},
             database={"url": "postgresql://u:db-s3cret@localhost/db"},
             github={"webhook": {"secret": "gh-s3cret"}},
         )
     )
     data["listeners"][0]["resources"].append("provisioning")
     text = repr(parse(data))
-    for secret in ("provisioning-s3cret", "db-s3cret", "gh-s3cret"):
+    for secret in ("provisioning-s3cret-7f1c9a2e4b6d8f0a1c3e", "db-s3cret", "gh-s3cret"):
         assert secret not in text
 
 
@@ -388,12 +391,12 @@ def test_legacy_port_on_an_existing_listener_merges_into_it() -> None:
 def test_legacy_provisioning_and_widgets_ports_become_listeners() -> None:
     data = with_(
         lambda d: d.update(
-            provisioning={"secret": "s", "port": 9002, "bindAddress": "127.0.0.1"},
+            provisioning={"secret": SECRET, "port": 9002, "bindAddress": "127.0.0.1"},
             widgets={"publicUrl": "https://x/widgets/", "port": 9003},
         )
     )
     config = parse(data)
-    assert config.provisioning.secret == "s"
+    assert config.provisioning.secret == SECRET
     assert config.listeners[1:] == [
         ListenerConfig(port=9003, resources=["widgets"]),
         ListenerConfig(port=9002, resources=["provisioning"]),
@@ -601,7 +604,7 @@ BAD_CONFIGS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
         'listeners[0].resources: "provisioning" is served but there is no provisioning section with a secret',
     ),
     (
-        _set("provisioning", {"secret": "s"}),
+        _set("provisioning", {"secret": SECRET}),
         'provisioning: no listener serves the "provisioning" resource; add it to the resources of a listener',
     ),
     # services
