@@ -135,21 +135,25 @@ def section(cls: type[T]) -> type[T]:
     return dataclasses.dataclass(cls)
 
 
-def holds_secrets(value: Any) -> bool:
-    """Whether a loaded section (or anything inside it) has a ``secret`` key set, e.g. to check file modes."""
+def secret_keys(value: Any, path: str = "") -> list[str]:
+    """The key paths of the ``secret`` keys set in a loaded section (``provisioning.secret``...)."""
+    found: list[str] = []
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
+            if f.metadata.get("internal") or not f.init:
+                continue
+            item, sub = getattr(value, f.name), join(path, yaml_key(f))
             if f.metadata.get("secret") and item not in (None, ""):
-                return True
-            if holds_secrets(item):
-                return True
-        return False
-    if isinstance(value, list):
-        return any(holds_secrets(v) for v in value)
-    if isinstance(value, dict):
-        return any(holds_secrets(v) for v in value.values())
-    return False
+                found.append(sub)
+            else:
+                found += secret_keys(item, sub)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += secret_keys(item, join(path, i))
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            found += secret_keys(item, join(path, str(k)))
+    return found
 
 
 def camel(name: str) -> str:

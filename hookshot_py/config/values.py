@@ -71,11 +71,11 @@ def weak_secret(secret: str) -> str | None:
     """Why ``secret`` is no good as a shared secret (a placeholder, too short, too repetitive), or None."""
     letters = re.sub(r"[^a-z0-9]", "", secret.lower())
     if any(word in letters for word in _PLACEHOLDER_WORDS):
-        return "is a placeholder, not a secret"
+        return "a placeholder, not a secret"
     if len(secret) < SECRET_MIN_LENGTH:
-        return f"is too short ({len(secret)} characters; at least {SECRET_MIN_LENGTH} are needed)"
+        return f"too short ({len(secret)} characters; at least {SECRET_MIN_LENGTH} are needed)"
     if len(set(secret)) < _MIN_DISTINCT_CHARACTERS:
-        return "is not random (it repeats a few characters)"
+        return "not random (it repeats a few characters)"
     return None
 
 
