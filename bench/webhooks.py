@@ -39,7 +39,7 @@ from hookshot_py.devenv.synapse import SynapseServer, free_port, make_registrati
 from null_homeserver import make_app as null_homeserver  # noqa: E402
 
 DOMAIN = "bench.test"
-SECRET = "bench-secret"
+SECRET = "b3nch-0a7f2c9e5d1b8f4a6c3e9d2b7f5a1c8e"  # provisioning secrets need 32+ characters
 EVENT_TYPE = "uk.half-shot.matrix-hookshot.generic.hook"
 
 

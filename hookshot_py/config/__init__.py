@@ -1,6 +1,8 @@
 """The bridge's configuration: ``config.yaml`` (hookshot's ``config.yml`` plus our sections) and the
-appservice registration. Everything wrong in either is a :class:`ConfigError` naming the key path."""
+appservice registration. Everything wrong in either is a :class:`ConfigError` naming the key path
+(:class:`ConfigErrors` when a pass finds several); :func:`check_registration` checks that the two match."""
 
+from hookshot_py.config.check import Findings, check_registration, secret_file_warnings
 from hookshot_py.config.loader import load_config, parse_config
 from hookshot_py.config.registration import (
     Registration,
@@ -8,7 +10,7 @@ from hookshot_py.config.registration import (
     load_registration,
     parse_registration,
 )
-from hookshot_py.config.schema import ConfigError, load_section
+from hookshot_py.config.schema import ConfigError, ConfigErrors, load_section
 from hookshot_py.config.sections import (
     BarkeepConfig,
     BarkeepInstance,
@@ -66,11 +68,13 @@ __all__ = [
     "ChallengeHoundConfig",
     "Config",
     "ConfigError",
+    "ConfigErrors",
     "DatabaseConfig",
     "EncryptionConfig",
     "FeedsConfig",
     "FigmaConfig",
     "FigmaInstance",
+    "Findings",
     "GenericConfig",
     "GitFlicConfig",
     "GitFlicInstance",
@@ -105,10 +109,12 @@ __all__ = [
     "WidgetsBranding",
     "WidgetsConfig",
     "WidgetsRoomSetup",
+    "check_registration",
     "generate_registration",
     "load_config",
     "load_registration",
     "load_section",
     "parse_config",
     "parse_registration",
+    "secret_file_warnings",
 ]

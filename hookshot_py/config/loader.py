@@ -1,4 +1,8 @@
-"""Reading ``config.yaml``: YAML, hookshot's legacy forms, the sections, then checks that span sections."""
+"""Reading ``config.yaml``: YAML, hookshot's legacy forms, the sections, then checks that span sections.
+
+One pass reports every mistake it can see. The checks that span sections (ports, resources, enabled
+services) run once every section is valid: on a broken section they would only repeat its error.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from hookshot_py.config import yamlfile
-from hookshot_py.config.schema import ConfigError, describe, join, load_section
+from hookshot_py.config.schema import ConfigError, Problems, describe, join, load_section
 from hookshot_py.config.sections import (
     Config,
     LegacyListener,
     ListenerConfig,
     PermissionRule,
     PermissionService,
+    Resource,
 )
 
 # hookshot sections that are validated but not acted upon yet: YAML key -> Config attribute.
@@ -37,7 +42,7 @@ UNSUPPORTED_SECTIONS = {
 }
 
 # hookshot's per-section listeners from before `listeners` existed: section -> (its keys, resource).
-_LEGACY_LISTENERS = {
+_LEGACY_LISTENERS: dict[str, tuple[tuple[str, ...], Resource]] = {
     "webhook": (("port", "bindAddress"), "webhooks"),
     "metrics": (("port", "bindAddress"), "metrics"),
     "widgets": (("port",), "widgets"),
@@ -87,17 +92,26 @@ def load_config(
 def parse_config(
     data: Any, base_dir: Path, env: Mapping[str, str] | None = None, *, source: str = "config"
 ) -> Config:
-    """Build a :class:`Config` from already-parsed YAML. ``source`` names the whole file in errors."""
+    """Build a :class:`Config` from already-parsed YAML. ``source`` names the whole file in errors.
+
+    Raises :class:`ConfigError` for one mistake, :class:`~hookshot_py.config.schema.ConfigErrors` for more.
+    """
     raw = dict(_as_mapping(data, source))
+    problems = Problems()
     warnings: list[str] = []
     if "experimentalEncryption" in raw:
-        raise ConfigError("experimentalEncryption", "this key is now called encryption; rename it")
+        del raw["experimentalEncryption"]
+        problems.add("experimentalEncryption", "this key is now called encryption; rename it")
     if "goNebMigrator" in raw:
         del raw["goNebMigrator"]
         warnings.append("goNebMigrator: the GoNEB migrator was removed from hookshot; section ignored")
-    legacy = _take_legacy_listeners(raw, warnings)
+    legacy = _take_legacy_listeners(raw, warnings, problems)
 
-    config = load_section(Config, raw, "")
+    config: Config | None = None
+    with problems.collect():
+        config = load_section(Config, raw, "")
+    problems.raise_if_any()
+    assert config is not None  # loading either returned it or its errors were just raised
     config.warnings = warnings
     config.config_dir = Path(base_dir).resolve()
     config.pass_file = config.config_dir / config.pass_file
@@ -106,8 +120,9 @@ def parse_config(
     _apply_permission_defaults(config, raw)
     _apply_env(config, env or {})
     listeners = _merge_listeners(config, legacy)
-    _check_listeners(config, listeners)
-    _check_services(config, listeners, source)
+    _check_listeners(config, listeners, problems)
+    _check_services(config, listeners, source, problems)
+    problems.raise_if_any()
     return config
 
 
@@ -131,22 +146,24 @@ def _list_or_empty(data: Mapping[str, Any], name: str) -> list[Any]:
     return value
 
 
-def _take_legacy_listeners(raw: dict[str, Any], warnings: list[str]) -> list[_Listener]:
+def _take_legacy_listeners(raw: dict[str, Any], warnings: list[str], problems: Problems) -> list[_Listener]:
     """Split hookshot's old ``webhook.port``-style keys off their sections, as listeners."""
     found: list[_Listener] = []
     for section, (keys, resource) in _LEGACY_LISTENERS.items():
         value = raw.get(section)
-        if section == "webhook":
-            # The whole section is legacy: all of it goes to the listener (so typos in it are caught).
-            raw.pop(section, None)
-            if value is None:
-                continue
-            old = load_section(LegacyListener, value, section)
-        elif isinstance(value, Mapping):
-            raw[section] = {k: v for k, v in value.items() if k not in keys}
-            old = load_section(LegacyListener, {k: v for k, v in value.items() if k in keys}, section)
-        else:
-            continue  # absent, or not a mapping: the section's own loading reports it
+        old: LegacyListener | None = None
+        with problems.collect():
+            if section == "webhook":
+                # The whole section is legacy: all of it goes to the listener (so typos in it are caught).
+                raw.pop(section, None)
+                if value is not None:
+                    old = load_section(LegacyListener, value, section)
+            elif isinstance(value, Mapping):
+                raw[section] = {k: v for k, v in value.items() if k not in keys}
+                old = load_section(LegacyListener, {k: v for k, v in value.items() if k in keys}, section)
+            # else: absent, or not a mapping: the section's own loading reports it
+        if old is None:
+            continue
         if old.port is None:
             if old.bind_address is not None:
                 warnings.append(f"{section}.bindAddress: ignored without {section}.port")
@@ -208,42 +225,44 @@ def _merge_listeners(config: Config, legacy: list[_Listener]) -> list[_Listener]
     return listeners
 
 
-def _check_listeners(config: Config, listeners: list[_Listener]) -> None:
+def _check_listeners(config: Config, listeners: list[_Listener], problems: Problems) -> None:
     bridge = config.bridge
     served: dict[str, str] = {}
     for i, lst in enumerate(listeners):
         cfg = lst.config
         if cfg.port == bridge.port and _same_address(cfg.bind_address, bridge.bind_address):
-            raise ConfigError(
+            problems.add(
                 lst.port_path,
                 f"{cfg.port} is already the appservice port (bridge.port) on {bridge.bind_address}",
             )
         for other in listeners[:i]:
             if other.config.port == cfg.port and _same_address(other.config.bind_address, cfg.bind_address):
-                raise ConfigError(
+                problems.add(
                     lst.port_path,
                     f"{cfg.bind_address}:{cfg.port} is already used by {other.path}; "
                     "list all resources of one address and port in one listener",
                 )
+                break
         for resource in cfg.resources:
             if resource in served:
                 where = "listed twice" if served[resource] == lst.path else f"already served by {served[resource]}"
-                raise ConfigError(lst.resources_path, f'"{resource}" is {where}; serve each resource once')
+                problems.add(lst.resources_path, f'"{resource}" is {where}; serve each resource once')
+                continue
             served[resource] = lst.path
             if resource == "widgets":
                 config.warnings.append(f'{lst.resources_path}: "widgets" is not supported by hookshot_py yet; ignored')
     if "provisioning" in served and config.provisioning is None:
-        where = next(lst for lst in listeners if "provisioning" in lst.config.resources)
-        raise ConfigError(
-            where.resources_path, '"provisioning" is served but there is no provisioning section with a secret'
+        server = next(lst for lst in listeners if "provisioning" in lst.config.resources)
+        problems.add(
+            server.resources_path, '"provisioning" is served but there is no provisioning section with a secret'
         )
     if config.provisioning is not None and "provisioning" not in served:
-        raise ConfigError(
+        problems.add(
             "provisioning", 'no listener serves the "provisioning" resource; add it to the resources of a listener'
         )
 
 
-def _check_services(config: Config, listeners: list[_Listener], source: str) -> None:
+def _check_services(config: Config, listeners: list[_Listener], source: str, problems: Problems) -> None:
     ignored = [name for name, attr in UNSUPPORTED_SECTIONS.items() if getattr(config, attr) is not None]
     config.warnings.extend(f"{name}: not supported by hookshot_py yet; section ignored" for name in ignored)
     generic = config.generic
@@ -262,12 +281,10 @@ def _check_services(config: Config, listeners: list[_Listener], source: str) -> 
     ]
     if not enabled:
         note = f" ({', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not supported yet)" if ignored else ""
-        raise ConfigError(
+        problems.add(
             source, f"no service is enabled; configure at least one of generic, github, gitflic, barkeep{note}"
         )
 
     receivers = [name for name in enabled if name != "barkeep"]  # Barkeep is polled, it sends no webhooks
     if receivers and not any("webhooks" in lst.config.resources for lst in listeners):
-        raise ConfigError(
-            "listeners", f'no listener serves the "webhooks" resource, needed by {", ".join(receivers)}'
-        )
+        problems.add("listeners", f'no listener serves the "webhooks" resource, needed by {", ".join(receivers)}')

@@ -6,19 +6,19 @@ import ipaddress
 import os
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from hookshot_py.config import values, yamlfile
-from hookshot_py.config.schema import ConfigError, describe, join, key, load_section
+from hookshot_py.config.schema import ConfigError, describe, join, key, load_section, section
 from hookshot_py.config.sections import Config
 
 BOT_LOCALPART = "hookshot"
 WEBHOOK_USER_PREFIX = "_webhooks_"
 
 
-@dataclass
+@section
 class NamespaceEntry:
     regex: str = key(parse=values.non_empty)
     exclusive: bool = False
@@ -31,14 +31,14 @@ class NamespaceEntry:
             raise ConfigError(join(path, "regex"), f"invalid regular expression: {e}") from None
 
 
-@dataclass
+@section
 class Namespaces:
     users: list[NamespaceEntry] = field(default_factory=list)
     aliases: list[NamespaceEntry] = field(default_factory=list)
     rooms: list[NamespaceEntry] = field(default_factory=list)
 
 
-@dataclass
+@section
 class Registration:
     """A loaded registration. ``namespaces`` stays the raw mapping (validated, as the homeserver reads it);
     ``extensions`` holds the namespaced keys (``de.sorunome.msc2409.push_ephemeral``...) untouched."""

@@ -8,13 +8,13 @@ key by key, so a typo in them is caught like anywhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from hookshot_py.config import values
-from hookshot_py.config.schema import ConfigError, internal, join, key
+from hookshot_py.config.schema import ConfigError, internal, join, key, section
 
 Resource = Literal["webhooks", "provisioning", "metrics", "widgets"]
 PermissionLevel = Literal["commands", "login", "notifications", "manageConnections", "admin"]
@@ -29,7 +29,7 @@ GITFLIC_API_URL = "https://api.gitflic.ru"
 # -- the bridge itself -----------------------------------------------------------------------------
 
 
-@dataclass
+@section
 class BridgeConfig:
     """Where the homeserver is, and where the appservice listens for it."""
 
@@ -40,7 +40,7 @@ class BridgeConfig:
     media_url: str | None = key(default=None, parse=values.http_url)
 
 
-@dataclass
+@section
 class LoggingConfig:
     level: LogLevel = key(default="info", parse=values.log_level)
     json: bool = False
@@ -48,7 +48,7 @@ class LoggingConfig:
     timestamp_format: str = "HH:mm:ss:SSS"
 
 
-@dataclass
+@section
 class ListenerConfig:
     """An HTTP listener serving some resources; every listener also answers ``/live`` and ``/ready``."""
 
@@ -66,7 +66,7 @@ class ListenerConfig:
             raise ConfigError(join(path, "prefix"), f'expected a path starting with "/", got "{self.prefix}"')
 
 
-@dataclass
+@section
 class LegacyListener:
     """hookshot's old per-section ``port``/``bindAddress`` (``webhook``, ``metrics``, ``widgets``...)."""
 
@@ -74,7 +74,7 @@ class LegacyListener:
     bind_address: str | None = None
 
 
-@dataclass
+@section
 class PermissionService:
     # hookshot treats a rule without `service` as one for every service.
     service: str = key(if_absent="*")
@@ -82,24 +82,24 @@ class PermissionService:
     targets: list[str] | None = None
 
 
-@dataclass
+@section
 class PermissionRule:
     actor: str = key(parse=values.non_empty)
     services: list[PermissionService] = key()
 
 
-@dataclass
+@section
 class BotConfig:
     displayname: str | None = None
     avatar: str | None = None
 
 
-@dataclass
+@section
 class MetricsConfig:
     enabled: bool = False
 
 
-@dataclass
+@section
 class DatabaseConfig:
     """Without ``url`` the bridge runs a private Postgres under ``data_directory``."""
 
@@ -107,15 +107,16 @@ class DatabaseConfig:
     data_directory: Path = Path("hookshot-data")
 
 
-@dataclass
+@section
 class ProvisioningConfig:
-    secret: str = key(parse=values.non_empty, secret=True)
+    secret: str = key(parse=values.strong_secret, secret=True)
+    """Guards an admin API reachable over the network: placeholders and short secrets are refused."""
 
 
 # -- services hookshot_py implements ----------------------------------------------------------------
 
 
-@dataclass
+@section
 class GenericConfig:
     url_prefix: str = key(parse=values.url_prefix)
     enabled: bool = True
@@ -133,26 +134,26 @@ class GenericConfig:
     outbound: bool = False
 
 
-@dataclass
+@section
 class GitHubAuth:
     id: int | str
     private_key_file: str = key(parse=values.non_empty)
 
 
-@dataclass
+@section
 class GitHubWebhook:
     secret: str | None = key(default=None, secret=True)
     public_url: str | None = key(default=None, parse=values.url_prefix)
 
 
-@dataclass
+@section
 class GitHubOAuth:
     client_id: str = key("client_id", parse=values.non_empty)
     client_secret: str = key("client_secret", parse=values.non_empty, secret=True)
     redirect_uri: str = key("redirect_uri", parse=values.http_url)
 
 
-@dataclass
+@section
 class GitHubConfig:
     auth: GitHubAuth | None = None
     webhook: GitHubWebhook | None = None
@@ -176,7 +177,7 @@ class GitHubConfig:
         self.oauth_url = self.oauth_url.rstrip("/")
 
 
-@dataclass
+@section
 class GitFlicInstance:
     url: str = key(parse=values.http_url)
     """The instance's web address, e.g. https://gitflic.ru."""
@@ -196,13 +197,13 @@ def _default_gitflic_instances() -> dict[str, GitFlicInstance]:
     return {"gitflic": GitFlicInstance(url=GITFLIC_URL, api_url=GITFLIC_API_URL)}
 
 
-@dataclass
+@section
 class GitFlicWebhook:
     public_url: str | None = key(default=None, parse=values.url_prefix)
     """The public address of the webhooks listener, where GitFlic is told to deliver."""
 
 
-@dataclass
+@section
 class GitFlicConfig:
     token: str | None = key(default=None, secret=True)
     instances: dict[str, GitFlicInstance] = field(default_factory=_default_gitflic_instances)
@@ -224,7 +225,7 @@ class GitFlicConfig:
         )
 
 
-@dataclass
+@section
 class BarkeepInstance:
     url: str = key(parse=values.http_url)
     api_key: str | None = None
@@ -239,7 +240,7 @@ class BarkeepInstance:
             raise ConfigError(join(path, "apiKey"), "required together with apiSecret")
 
 
-@dataclass
+@section
 class BarkeepConfig:
     instances: dict[str, BarkeepInstance] = field(default_factory=dict)
     poll_interval_seconds: int = key(default=60, parse=values.positive_int)
@@ -252,7 +253,7 @@ class BarkeepConfig:
 # -- hookshot sections hookshot_py does not implement yet (validated, then ignored) ---------------------
 
 
-@dataclass
+@section
 class GitLabInstance:
     url: str = key(parse=values.http_url)
 
@@ -260,13 +261,13 @@ class GitLabInstance:
         self.url = self.url.rstrip("/")
 
 
-@dataclass
+@section
 class GitLabWebhook:
     secret: str = key(parse=values.non_empty, secret=True)
     public_url: str | None = key(default=None, parse=values.http_url)
 
 
-@dataclass
+@section
 class GitLabConfig:
     webhook: GitLabWebhook
     instances: dict[str, GitLabInstance] = field(default_factory=dict)
@@ -274,12 +275,12 @@ class GitLabConfig:
     comment_debounce_ms: int = key(default=5000, parse=values.non_negative_int)
 
 
-@dataclass
+@section
 class JiraWebhook:
     secret: str = key(parse=values.non_empty, secret=True)
 
 
-@dataclass
+@section
 class JiraOAuth:
     """Cloud JIRA uses ``client_id``/``client_secret``; on-premise JIRA ``consumerKey``/``privateKey``."""
 
@@ -290,7 +291,7 @@ class JiraOAuth:
     private_key: str | None = key(default=None, secret=True)
 
 
-@dataclass
+@section
 class JiraConfig:
     webhook: JiraWebhook
     url: str | None = key(default=None, parse=values.http_url)
@@ -310,7 +311,7 @@ class JiraConfig:
                 raise ConfigError(join(join(path, "oauth"), name), f"required {why}")
 
 
-@dataclass
+@section
 class FeedsConfig:
     enabled: bool = False
     poll_interval_seconds: int = key(default=600, parse=values.positive_int)
@@ -318,55 +319,55 @@ class FeedsConfig:
     poll_concurrency: int = key(default=4, parse=values.positive_int)
 
 
-@dataclass
+@section
 class FigmaInstance:
     team_id: str
     access_token: str = key(secret=True)
     passcode: str = key(secret=True)
 
 
-@dataclass
+@section
 class FigmaConfig:
     public_url: str = key(parse=values.http_url)
     instances: dict[str, FigmaInstance] = field(default_factory=dict)
     override_user_id: str | None = None
 
 
-@dataclass
+@section
 class OpenProjectWebhook:
     secret: str = key(parse=values.non_empty, secret=True)
 
 
-@dataclass
+@section
 class OpenProjectOAuth:
     client_id: str
     client_secret: str = key(secret=True)
     redirect_uri: str = key(parse=values.http_url)
 
 
-@dataclass
+@section
 class OpenProjectConfig:
     base_url: str = key(parse=values.http_url)
     webhook: OpenProjectWebhook = key()
     oauth: OpenProjectOAuth | None = None
 
 
-@dataclass
+@section
 class ChallengeHoundConfig:
     token: str | None = key(default=None, secret=True)
 
 
-@dataclass
+@section
 class WidgetsRoomSetup:
     add_on_invite: bool = False
 
 
-@dataclass
+@section
 class WidgetsBranding:
     widget_title: str = "Hookshot Configuration"
 
 
-@dataclass
+@section
 class WidgetsConfig:
     public_url: str = key(parse=values.url_prefix)
     add_to_admin_rooms: bool = False
@@ -377,12 +378,12 @@ class WidgetsConfig:
     open_id_overrides: dict[str, str] | None = None
 
 
-@dataclass
+@section
 class CacheConfig:
     redis_uri: str = key(parse=values.non_empty, secret=True)
 
 
-@dataclass
+@section
 class QueueConfig:
     """``{redisUri}``, or hookshot's deprecated ``{monolithic, host, port}``."""
 
@@ -392,18 +393,18 @@ class QueueConfig:
     port: int | None = key(default=None, parse=values.port)
 
 
-@dataclass
+@section
 class EncryptionConfig:
     storage_path: str = key(parse=values.non_empty)
 
 
-@dataclass
+@section
 class SentryConfig:
     dsn: str = key(parse=values.non_empty, secret=True)
     environment: str | None = None
 
 
-@dataclass
+@section
 class ServiceBot:
     localpart: str = key(parse=values.non_empty)
     prefix: str = key(parse=values.non_empty)
@@ -412,7 +413,7 @@ class ServiceBot:
     avatar: str | None = None
 
 
-@dataclass
+@section
 class StaticConnection:
     connection_type: str = key(parse=values.non_empty)
     state_key: str
@@ -420,7 +421,7 @@ class StaticConnection:
     state: dict[str, Any] = key()
 
 
-@dataclass
+@section
 class MessagingConfig:
     allow_url_previews: bool = True
 
@@ -428,7 +429,7 @@ class MessagingConfig:
 # -- the whole file ------------------------------------------------------------------------------------
 
 
-@dataclass
+@section
 class Config:
     """A loaded ``config.yaml``; build it with :func:`hookshot_py.config.load_config`.
 

@@ -13,6 +13,19 @@ from hookshot_py.config.schema import ConfigError, describe
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "trace")
 
+SECRET_MIN_LENGTH = 32
+MAKE_A_SECRET = 'openssl rand -hex 32  (or: python3 -c "import secrets; print(secrets.token_hex(32))")'
+"""A command that prints a good secret, for the messages refusing a weak one."""
+
+# Words of sample and documentation secrets, compared with letters and digits only (hookshot's sample
+# has "!secretToken", ours "change-me-to-a-long-random-string"). All are long enough that a random
+# secret contains one by chance with a probability below one in a million.
+_PLACEHOLDER_WORDS = (
+    "changeme", "replaceme", "placeholder", "example", "yoursecret", "mysecret", "secrettoken",
+    "supersecret", "provisioningsecret", "randomstring", "password", "hunter2",
+)  # fmt: skip
+_MIN_DISTINCT_CHARACTERS = 8
+
 _DURATION_UNITS_MS: dict[str, int] = {
     "ms": 1,
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1000),
@@ -52,6 +65,27 @@ def non_empty(value: Any, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(path, f"expected a non-empty string, got {describe(value)}")
     return value
+
+
+def weak_secret(secret: str) -> str | None:
+    """Why ``secret`` is no good as a shared secret (a placeholder, too short, too repetitive), or None."""
+    letters = re.sub(r"[^a-z0-9]", "", secret.lower())
+    if any(word in letters for word in _PLACEHOLDER_WORDS):
+        return "a placeholder, not a secret"
+    if len(secret) < SECRET_MIN_LENGTH:
+        return f"too short ({len(secret)} characters; at least {SECRET_MIN_LENGTH} are needed)"
+    if len(set(secret)) < _MIN_DISTINCT_CHARACTERS:
+        return "not random (it repeats a few characters)"
+    return None
+
+
+def strong_secret(value: Any, path: str) -> str:
+    """A secret that guards an API: refused when :func:`weak_secret` finds it weak. The value is never echoed."""
+    secret = non_empty(value, path)
+    why = weak_secret(secret)
+    if why is not None:
+        raise ConfigError(path, f"{why}; make a random one with: {MAKE_A_SECRET}")
+    return secret
 
 
 def http_url(value: Any, path: str) -> str:

@@ -24,6 +24,7 @@ from hookshot_py.devenv.matrix_client import MatrixHTTPError, MatrixTestClient
 from hookshot_py.devenv.synapse import SynapseServer, free_port, make_registration
 from hookshot_py.generic.connection import EVENT_TYPE
 from hookshot_py.log_setup import setup_logging
+from hookshot_py.secretfiles import write_private
 
 log = logging.getLogger("quickstart")
 
@@ -42,7 +43,7 @@ def _load_state(path: Path) -> dict[str, Any]:
         "demo_password": secrets.token_urlsafe(12),
         "provisioning_secret": secrets.token_urlsafe(24),
     }
-    path.write_text(json.dumps(state, indent=2))
+    write_private(path, json.dumps(state, indent=2))  # the demo password and the provisioning secret
     return state
 
 
@@ -50,7 +51,7 @@ def _write_files(data: Path, state: dict[str, Any]) -> tuple[Path, Path]:
     registration_path = data / "registration.yaml"
     if not registration_path.exists():
         reg = make_registration(f"http://127.0.0.1:{state['appservice_port']}", SERVER_NAME, user_prefixes=("_webhooks_",))
-        registration_path.write_text(yaml.safe_dump(reg, sort_keys=False))
+        write_private(registration_path, yaml.safe_dump(reg, sort_keys=False))
     listener = state["listener_port"]
     config = {
         "bridge": {
@@ -70,9 +71,10 @@ def _write_files(data: Path, state: dict[str, Any]) -> tuple[Path, Path]:
         "database": {"dataDirectory": "hookshot-data"},
     }
     config_path = data / "config.yaml"
-    config_path.write_text(
+    write_private(
+        config_path,
         "# Written by the quickstart on every run; copy config.yaml.sample for a real deployment.\n"
-        + yaml.safe_dump(config, sort_keys=False)
+        + yaml.safe_dump(config, sort_keys=False),
     )
     return config_path, registration_path
 
@@ -106,7 +108,7 @@ async def _demo_room(bridge: Bridge, user: MatrixTestClient, state: dict[str, An
     )
     await user.set_power_levels(room_id, {bot: 50})
     state["room_id"] = room_id
-    state_path.write_text(json.dumps(state, indent=2))
+    write_private(state_path, json.dumps(state, indent=2))
     return room_id
 
 

@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from hookshot_py.secretfiles import write_private
+
 from .matrix_client import MatrixHTTPError, MatrixTestClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +183,8 @@ class SynapseServer:
         for path in self.appservice_registration_paths:
             if not path.is_file():
                 raise SynapseError(f"appservice registration {path} does not exist; write it before starting Synapse")
-        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        # It holds the registration shared secret: whoever reads it can create admin users.
+        write_private(self.config_path, yaml.safe_dump(self.config(), sort_keys=False))
         (self.workdir / "log.config").write_text(
             yaml.safe_dump(_log_config(self.log_path, self.log_level), sort_keys=False)
         )

@@ -12,6 +12,7 @@ import pytest
 
 from hookshot_py.config import (
     ConfigError,
+    ConfigErrors,
     GitFlicInstance,
     ListenerConfig,
     PermissionRule,
@@ -19,6 +20,9 @@ from hookshot_py.config import (
     load_config,
     parse_config,
 )
+
+
+SECRET = "9c1e4f7a2b5d8e0f3a6c9b2e5f8a1d4c"  # a provisioning secret good enough to be accepted
 
 
 def minimal() -> dict[str, Any]:
@@ -145,14 +149,14 @@ def test_null_section_counts_as_absent() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     data = with_(
         lambda d: d.update(
-            provisioning={"secret": "provisioning-s3cret"},
+            provisioning={"secret": "provisioning-s3cret-7f1c9a2e4b6d8f0a1c3e"},
             database={"url": "postgresql://u:db-s3cret@localhost/db"},
             github={"webhook": {"secret": "gh-s3cret"}},
         )
     )
     data["listeners"][0]["resources"].append("provisioning")
     text = repr(parse(data))
-    for secret in ("provisioning-s3cret", "db-s3cret", "gh-s3cret"):
+    for secret in ("provisioning-s3cret-7f1c9a2e4b6d8f0a1c3e", "db-s3cret", "gh-s3cret"):
         assert secret not in text
 
 
@@ -388,12 +392,12 @@ def test_legacy_port_on_an_existing_listener_merges_into_it() -> None:
 def test_legacy_provisioning_and_widgets_ports_become_listeners() -> None:
     data = with_(
         lambda d: d.update(
-            provisioning={"secret": "s", "port": 9002, "bindAddress": "127.0.0.1"},
+            provisioning={"secret": SECRET, "port": 9002, "bindAddress": "127.0.0.1"},
             widgets={"publicUrl": "https://x/widgets/", "port": 9003},
         )
     )
     config = parse(data)
-    assert config.provisioning.secret == "s"
+    assert config.provisioning.secret == SECRET
     assert config.listeners[1:] == [
         ListenerConfig(port=9003, resources=["widgets"]),
         ListenerConfig(port=9002, resources=["provisioning"]),
@@ -601,7 +605,7 @@ BAD_CONFIGS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
         'listeners[0].resources: "provisioning" is served but there is no provisioning section with a secret',
     ),
     (
-        _set("provisioning", {"secret": "s"}),
+        _set("provisioning", {"secret": SECRET}),
         'provisioning: no listener serves the "provisioning" resource; add it to the resources of a listener',
     ),
     # services
@@ -664,3 +668,122 @@ def test_error_for_a_whole_file_names_the_file(tmp_path: Path) -> None:
         load_config(path)
     assert info.value.path == str(path)
     assert info.value.message.startswith("no service is enabled")
+
+
+# -- every mistake at once -------------------------------------------------------------------------------
+
+
+def errors_of(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(data)
+    lines = [str(e) for e in info.value.errors]
+    assert str(info.value) == "\n".join(lines)
+    return lines
+
+
+def test_three_mistakes_give_three_lines_each_naming_its_key() -> None:
+    data = minimal()
+    data["bridge"]["port"] = "nine"
+    data["generic"]["urlPrefx"] = data["generic"].pop("urlPrefix")
+    data["listeners"][0]["resources"] = ["webhook"]
+    with pytest.raises(ConfigErrors) as info:
+        parse(data)
+    assert [e.path for e in info.value.errors] == ["bridge.port", "listeners[0].resources[0]", "generic.urlPrefx"]
+    assert str(info.value).splitlines() == [
+        'bridge.port: expected an integer between 1 and 65535, got "nine"',
+        'listeners[0].resources[0]: expected one of "webhooks", "provisioning", "metrics", "widgets", '
+        'got "webhook" (did you mean "webhooks"?)',
+        "generic.urlPrefx: unknown key (did you mean urlPrefix?)",
+    ]
+    # The first mistake is also the error's own path and message, for code that reads one.
+    assert (info.value.path, info.value.message) == (info.value.errors[0].path, info.value.errors[0].message)
+
+
+def test_mistakes_in_lists_dicts_and_nested_sections_are_all_listed() -> None:
+    data = with_(
+        lambda d: d.update(
+            listeners=[
+                {"port": 0, "resources": ["webhooks"]},
+                {"port": 9001, "resources": ["metrics"], "bindAdress": "x"},
+            ],
+            permissions=[{"actor": "*", "services": [{"level": "root"}, {"level": "admin", "targets": "x"}]}],
+            barkeep={"instances": {"a": {"url": "nope"}, "b": {"url": "https://b", "apiKey": "k"}}},
+        )
+    )
+    assert errors_of(data) == [
+        "listeners[0].port: expected an integer between 1 and 65535, got 0",
+        "listeners[1].bindAdress: unknown key (did you mean bindAddress?)",
+        'permissions[0].services[0].level: expected one of "commands", "login", "notifications", '
+        '"manageConnections", "admin", got "root"',
+        'permissions[0].services[1].targets: expected a list, got "x"',
+        'barkeep.instances.a.url: expected an http(s) URL, got "nope"',
+        "barkeep.instances.b.apiSecret: required together with apiKey",
+    ]
+
+
+def test_a_misspelt_key_is_not_also_reported_missing() -> None:
+    # clientId is one mistake: not "unknown clientId" plus "missing client_id, client_secret, redirect_uri".
+    data = with_(lambda d: d.update(github={"oauth": {"clientId": "a"}, "auth": {"id": 1}}))
+    assert errors_of(data) == [
+        "github.auth.privateKeyFile: required key is missing",
+        "github.oauth.clientId: unknown key (did you mean client_id?)",
+    ]
+
+
+def test_legacy_listener_and_section_mistakes_are_listed_together() -> None:
+    data = with_(
+        lambda d: d.update(
+            webhook={"prot": 9005},
+            metrics={"port": "x", "enabled": "yes"},
+            experimentalEncryption={"storagePath": "x"},
+            bot={"colour": "red"},
+        )
+    )
+    assert errors_of(data) == [
+        "experimentalEncryption: this key is now called encryption; rename it",
+        "webhook.prot: unknown key (did you mean port?)",
+        'metrics.port: expected an integer between 1 and 65535, got "x"',
+        "bot.colour: unknown key (expected one of: displayname, avatar)",
+        'metrics.enabled: expected a boolean (true or false), got "yes"',
+    ]
+
+
+def test_checks_spanning_sections_are_all_listed_once_the_sections_are_valid() -> None:
+    data = with_(
+        lambda d: d.update(
+            listeners=[
+                {"port": 9993, "resources": ["metrics", "metrics"]},
+                {"port": 9000, "resources": ["provisioning"]},
+                {"port": 9000, "bindAddress": "0.0.0.0", "resources": ["metrics"]},
+            ]
+        )
+    )
+    assert errors_of(data) == [
+        "listeners[0].port: 9993 is already the appservice port (bridge.port) on 127.0.0.1",
+        'listeners[0].resources: "metrics" is listed twice; serve each resource once',
+        "listeners[2].port: 0.0.0.0:9000 is already used by listeners[1]; "
+        "list all resources of one address and port in one listener",
+        'listeners[2].resources: "metrics" is already served by listeners[0]; serve each resource once',
+        'listeners[1].resources: "provisioning" is served but there is no provisioning section with a secret',
+        'listeners: no listener serves the "webhooks" resource, needed by generic',
+    ]
+    # With a broken section they would only repeat its error: they wait until it is fixed.
+    data["bridge"]["port"] = "x"
+    assert errors_of(data) == ['bridge.port: expected an integer between 1 and 65535, got "x"']
+
+
+def test_all_mistakes_of_a_file_are_listed(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            bridge: {domain: example.com, url: "localhost:8008", port: 9993}
+            listeners: [{port: 9000, resources: [webhooks, provisioning]}]
+            generic: {urlPrefix: "https://example.com/webhook/", enabeld: true}
+            provisioning: {secret: change-me-to-a-long-random-string}
+            """
+        )
+    )
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    assert [e.path for e in info.value.errors] == ["bridge.url", "generic.enabeld", "provisioning.secret"]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from hookshot_py.config import Config, load_config, load_registration, parse_config
+from hookshot_py.config import Config, ConfigError, load_config, load_registration, parse_config
 from hookshot_py.config.schema import type_hints, yaml_fields
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,8 +76,27 @@ def present(data: Any, path: str) -> bool:
     return present(data[head], rest) if rest else True
 
 
-def test_sample_loads_cleanly() -> None:
-    config = load_config(SAMPLE, env={})
+PLACEHOLDER = "secret: change-me-to-a-long-random-string"
+
+
+def sample_with_a_secret(tmp_path: Path) -> Path:
+    """The sample as an admin uses it: with its placeholder provisioning secret replaced."""
+    text = SAMPLE.read_text()
+    assert PLACEHOLDER in text
+    path = tmp_path / "config.yaml"
+    path.write_text(text.replace(PLACEHOLDER, f"secret: {secrets.token_hex(32)}"))
+    return path
+
+
+def test_sample_refuses_its_placeholder_secret_and_nothing_else() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(SAMPLE, env={})
+    assert [e.path for e in info.value.errors] == ["provisioning.secret"]
+    assert "placeholder" in info.value.message and "openssl rand -hex 32" in info.value.message
+
+
+def test_sample_loads_cleanly(tmp_path: Path) -> None:
+    config = load_config(sample_with_a_secret(tmp_path), env={})
     assert config.warnings == []
     assert config.generic is not None and config.generic.enabled
     assert config.provisioning is not None
@@ -85,6 +106,7 @@ def test_sample_loads_cleanly() -> None:
 
 def test_sample_with_every_optional_section_enabled_loads() -> None:
     data = yaml.safe_load(uncomment_optional_sections(SAMPLE.read_text()))
+    data["provisioning"]["secret"] = secrets.token_hex(32)
     config = parse_config(data, ROOT, {})
     assert config.github is not None and config.gitflic is not None and config.barkeep is not None
     assert config.gitlab is not None and config.messaging is not None

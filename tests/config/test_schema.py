@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
-from hookshot_py.config import ConfigError, load_section
-from hookshot_py.config.schema import camel, describe, join, key, suggest, yaml_fields
+from hookshot_py.config import ConfigError, ConfigErrors, load_section
+from hookshot_py.config.schema import camel, describe, join, key, secret_keys, section, suggest, yaml_fields
 
 
 @dataclass
@@ -166,3 +168,119 @@ def test_helpers() -> None:
     assert describe(object()) == "a object"
     assert suggest("url_prefix", ["urlPrefix", "userIdPrefix"]) == "urlPrefix"
     assert suggest("qqq", ["urlPrefix"]) is None
+
+
+# -- several errors -------------------------------------------------------------------------------------
+
+
+def test_all_errors_of_a_section_are_reported_in_order() -> None:
+    with pytest.raises(ConfigErrors) as info:
+        load({"title": 5, "count": "x", "tags": [1, "a", 2], "inner": {"name": 1, "weight": "w"}, "zzz": 0})
+    assert str(info.value).splitlines() == [
+        "sec.zzz: unknown key (expected one of: title, kind, mode, count, enabled, ident, where, tags, inner, "
+        "byName, raw, client_id, upper)",
+        "sec.title: expected a string, got 5",
+        'sec.count: expected an integer, got "x"',
+        "sec.tags[0]: expected a string, got 1",
+        "sec.tags[2]: expected a string, got 2",
+        "sec.inner.name: expected a string, got 1",
+        'sec.inner.weight: expected a number, got "w"',
+    ]
+    assert info.value.path == "sec.zzz"
+
+
+def test_one_error_is_a_plain_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load({"title": 5})
+    assert type(info.value) is ConfigError
+    assert info.value.errors == [info.value]
+
+
+def test_missing_keys_wait_while_the_mapping_has_an_unknown_key() -> None:
+    @dataclass
+    class Pair:
+        left: str
+        right: str
+        size: int = 0
+
+    with pytest.raises(ConfigError) as info:
+        load_section(Pair, {"lft": "a", "size": "big"}, "p")
+    assert str(info.value).splitlines() == [
+        "p.lft: unknown key (did you mean left?)",
+        'p.size: expected an integer, got "big"',
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_section(Pair, {"left": "a", "size": "big"}, "p")
+    assert str(info.value).splitlines() == [
+        "p.right: required key is missing",
+        'p.size: expected an integer, got "big"',
+    ]
+
+
+def test_config_errors_flatten_and_need_one_error() -> None:
+    a, b, c = ConfigError("a", "1"), ConfigError("b", "2"), ConfigError("c", "3")
+    nested = ConfigErrors([a, ConfigErrors([b, c])])
+    assert nested.errors == [a, b, c]
+    assert str(nested) == "a: 1\nb: 2\nc: 3"
+    with pytest.raises(ValueError):
+        ConfigErrors([])
+
+
+def test_post_load_waits_until_the_keys_are_valid() -> None:
+    calls: list[int] = []
+
+    @dataclass
+    class Checked:
+        value: int
+
+        def post_load(self, path: str) -> None:
+            calls.append(self.value)
+
+    with pytest.raises(ConfigError):
+        load_section(Checked, {"value": "x"}, "c")
+    assert calls == []
+
+
+# -- secrets and type checkers ------------------------------------------------------------------------------
+
+
+def test_secret_keys_lists_the_secret_keys_that_are_set() -> None:
+    @section
+    class Creds:
+        user: str
+        token: str | None = key(default=None, secret=True)
+
+    @section
+    class Holder:
+        main: Creds
+        more: dict[str, Creds] = field(default_factory=dict)
+        listed: list[Creds] = field(default_factory=list)
+        password: str = key(default="", secret=True)
+
+    holder = Holder(Creds("u", "t"), {"x.y": Creds("v"), "z": Creds("w", "t2")}, [Creds("a", "t3")])
+    assert secret_keys(holder) == ["main.token", "more.z.token", "listed[0].token"]
+    assert secret_keys(Holder(Creds("u"))) == []
+    assert "t2" not in repr(holder)
+
+
+def test_type_checkers_see_required_keys_and_types(tmp_path: Path) -> None:
+    """``@section`` is a dataclass_transform and ``key()`` a field specifier: mypy knows what is required."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from hookshot_py.config import BridgeConfig, ListenerConfig, ProvisioningConfig\n"
+        "BridgeConfig()\n"
+        'ListenerConfig(port="9000")\n'
+        'ProvisioningConfig(secret="s")\n'
+        'BridgeConfig(domain="d", url="u", port=1).media_url\n'
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir=/dev/null", "--follow-imports=silent",
+         "--ignore-missing-imports", "--no-error-summary", str(probe)],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = [line.split(": ", 1)[1] for line in out.stdout.splitlines()]
+    assert lines == [
+        'error: Missing positional arguments "domain", "url", "port" in call to "BridgeConfig"  [call-arg]',
+        'error: Argument "port" to "ListenerConfig" has incompatible type "str"; expected "int"  [arg-type]',
+    ], out.stdout + out.stderr

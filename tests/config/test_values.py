@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from hookshot_py.config import ConfigError
-from hookshot_py.config import values
+from hookshot_py.config import ConfigError, values
 
 HOUR = 3_600_000
 
@@ -116,3 +115,59 @@ def test_non_empty_and_counts() -> None:
         values.non_negative_int(-1, "k")
     with pytest.raises(ConfigError, match="expected a positive integer, got false"):
         values.positive_int(False, "k")
+
+
+# -- secrets ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "change-me-to-a-long-random-string",  # config.yaml.sample's
+        "!secretToken",  # hookshot's sample
+        "the-provisioning-secret",  # the README's example
+        "CHANGEME-please-0123456789abcdef0123",
+        "your-secret-here-0123456789abcdef0123",
+        "an-example-secret-0123456789abcdef012",
+        "Place_Holder",
+        "password1234567890password1234567890",
+    ],
+)
+def test_placeholder_secrets_are_refused_with_a_command_making_a_good_one(secret: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        values.strong_secret(secret, "provisioning.secret")
+    assert info.value.path == "provisioning.secret"
+    assert info.value.message.startswith("a placeholder, not a secret; make a random one with: ")
+    assert "openssl rand -hex 32" in info.value.message
+    assert "secrets.token_hex(32)" in info.value.message
+    assert secret not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        ("s", "too short (1 characters; at least 32 are needed)"),
+        ("0f6b0a3c9e5d47b2a8c1f4e7d2b9a6c", "too short (31 characters; at least 32 are needed)"),
+        ("a" * 64, "not random (it repeats a few characters)"),
+        ("abababababababababababababababab", "not random (it repeats a few characters)"),
+    ],
+)
+def test_short_and_repetitive_secrets_are_refused(secret: str, why: str) -> None:
+    assert values.weak_secret(secret) == why
+    with pytest.raises(ConfigError, match=r"make a random one with: openssl rand -hex 32") as info:
+        values.strong_secret(secret, "provisioning.secret")
+    assert info.value.message.startswith(why + ";")
+
+
+def test_random_secrets_of_32_characters_or_more_are_accepted() -> None:
+    import secrets
+
+    for _ in range(200):
+        for secret in (secrets.token_hex(16), secrets.token_hex(32), secrets.token_urlsafe(24)):
+            assert values.strong_secret(secret, "provisioning.secret") == secret
+    assert values.weak_secret("0f6b0a3c9e5d47b2a8c1f4e7d2b9a6c3") is None
+
+
+def test_an_empty_secret_is_still_a_type_error() -> None:
+    with pytest.raises(ConfigError, match=r'^x: expected a non-empty string, got " "$'):
+        values.strong_secret(" ", "x")

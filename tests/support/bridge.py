@@ -26,7 +26,7 @@ from hookshot_py.app import Bridge
 from hookshot_py.config import load_registration, parse_config
 from hookshot_py.devenv.synapse import SynapseServer, free_port
 
-PROVISIONING_SECRET = "test-provisioning-secret"
+PROVISIONING_SECRET = "5d2f8a1c7e4b9036f1a8c5e2b7d4096a"  # 32 characters: shorter ones are refused
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
