@@ -2,22 +2,75 @@
 
 `render_markdown` matches hookshot's `new markdownit()` (markdown-it's JS default preset: CommonMark
 plus tables and strikethrough, raw HTML escaped, no linkify, no typographer), so messages look the
-same as hookshot's. `sanitize_html` cuts foreign HTML down to the tag/attribute subset the Matrix
-spec allows in `formatted_body`; `html_to_text` produces the plain `body` fallback for such HTML.
+same as hookshot's, except where the Matrix spec is stricter: links only to http(s), mailto and
+matrix URIs, and images only from `mxc://` (any other image is shown as its alt text).
+`sanitize_html` cuts foreign HTML down to the tag/attribute subset the Matrix spec allows in
+`formatted_body` (with nh3, the Ammonia sanitizer); `html_to_text` produces the plain `body`
+fallback for such HTML.
+
+Rendering markdown costs CPU that a stranger controls (markdown-it is superlinear on inputs
+such as `[` × 32 KiB): callers handling untrusted text run it off the event loop with a deadline
+(`hookshot_py.cpu_pool`). `sanitize_html` and `html_to_text` are linear in their input, which
+`sanitize_html` caps.
 """
 
 from __future__ import annotations
 
-import html
 import re
+from collections.abc import Sequence
+from html import escape
 from html.parser import HTMLParser
 
+import nh3
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
 
 __all__ = ["html_to_text", "render_markdown", "sanitize_html"]
 
+# https://spec.matrix.org/v1.11/client-server-api/#mroommessage-msgtypes (m.text, HTML subset)
+LINK_SCHEMES = frozenset({"http", "https", "mailto", "matrix"})
+IMAGE_PREFIX = "mxc://"
+_SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.\-]*):")
+
+
+def link_allowed(url: str) -> bool:
+    """An absolute URL with a scheme a Matrix message may link to."""
+    match = _SCHEME.match(url)
+    return match is not None and match.group(1).lower() in LINK_SCHEMES
+
+
+class _MatrixMarkdown(MarkdownIt):
+    def validateLink(self, url: str) -> bool:
+        # mxc:// is for images; `_render_image` and `_render_link_open` keep it there.
+        return link_allowed(url) or url.startswith(IMAGE_PREFIX)
+
+
+def _render_image(
+    renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    """`![alt](mxc://...)` is an image; any other is its alt text (the spec allows only `mxc://`
+    images, and a foreign one would let its host see who reads the room)."""
+    token = tokens[idx]
+    if str(token.attrGet("src") or "").startswith(IMAGE_PREFIX):
+        return renderer.image(tokens, idx, options, env)
+    return escape(renderer.renderInlineAsText(token.children or [], options, env), quote=False)
+
+
+def _render_link_open(
+    renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    token = tokens[idx]
+    if not link_allowed(str(token.attrGet("href") or "")):
+        token.attrs.pop("href", None)  # `[x](mxc://...)`: not a link target
+    return renderer.renderToken(tokens, idx, options, env)
+
+
 # "js-default" is markdown-it-py's copy of markdown-it's JS default preset, the one hookshot uses.
-_md = MarkdownIt("js-default")
+_md = _MatrixMarkdown("js-default")
+_md.add_render_rule("image", _render_image)
+_md.add_render_rule("link_open", _render_link_open)
 
 
 def render_markdown(text: str, *, inline: bool = False) -> str:
@@ -33,122 +86,122 @@ def render_markdown(text: str, *, inline: bool = False) -> str:
 
 # --- sanitising -------------------------------------------------------------------------------
 
-# https://spec.matrix.org/v1.11/client-server-api/#mroommessage-msgtypes (m.text, HTML subset)
 ALLOWED_TAGS = frozenset(
     {
         "font", "del", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "p", "a", "ul", "ol",
-        "sup", "sub", "li", "b", "i", "u", "strong", "em", "s", "code", "hr", "br", "div",
+        "sup", "sub", "li", "b", "i", "u", "strong", "em", "s", "strike", "code", "hr", "br", "div",
         "table", "thead", "tbody", "tr", "th", "td", "caption", "pre", "span", "img", "details",
         "summary",
     }
 )  # fmt: skip
-VOID_TAGS = frozenset({"br", "hr", "img"})
+ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "font": frozenset({"data-mx-bg-color", "data-mx-color", "color"}),
+    "span": frozenset({"data-mx-bg-color", "data-mx-color", "data-mx-spoiler", "data-mx-maths"}),
+    "div": frozenset({"data-mx-maths"}),
+    "a": frozenset({"name", "target", "href"}),
+    "img": frozenset({"width", "height", "alt", "title", "src"}),
+    "ol": frozenset({"start"}),
+    "code": frozenset({"class"}),
+}
 # Elements whose *content* is not text meant for a reader.
 _DROP_CONTENT_TAGS = frozenset({"script", "style"})
 # The spec asks clients to limit nesting to 100 levels; deeper tags are dropped (text kept).
+# It also bounds the sanitiser's work: html5ever's cost grows with depth × size.
 MAX_NESTING = 100
+# Far more than fits in an event (65,536 bytes); the rest of a longer document is cut off
+# before sanitising, so a stranger's megabyte of markup costs a bounded amount of work.
+MAX_HTML_CHARS = 128 * 1024
 
-_HREF_SCHEMES = ("http", "https", "ftp", "mailto", "magnet")
 _HEX_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
 _FONT_COLOUR = re.compile(r"#[0-9A-Fa-f]{3}|#[0-9A-Fa-f]{6}|[A-Za-z]{1,20}")
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_INTEGER = re.compile(r"-?[0-9]{1,9}")
 
 
-def _href_ok(value: str) -> bool:
-    match = _SCHEME.match(value.strip())
-    return match is not None and match.group(1).lower() in _HREF_SCHEMES
+def _attribute_filter(tag: str, name: str, value: str) -> str | None:
+    """The value checks the spec prescribes for the allowed attributes (None drops one)."""
+    if name in ("data-mx-color", "data-mx-bg-color"):
+        ok = _HEX_COLOUR.fullmatch(value) is not None
+    elif tag == "font" and name == "color":
+        ok = _FONT_COLOUR.fullmatch(value) is not None
+    elif tag == "a" and name == "href":
+        ok = link_allowed(value)
+    elif tag == "img" and name == "src":
+        ok = value.startswith(IMAGE_PREFIX)
+    elif tag == "ol" and name == "start":
+        ok = _INTEGER.fullmatch(value.strip()) is not None
+    elif tag == "code" and name == "class":
+        ok = bool(value.split()) and all(part.startswith("language-") for part in value.split())
+    else:
+        ok = True
+    return value if ok else None
 
 
-def _allowed_attribute(tag: str, name: str, value: str) -> bool:
-    """The spec's per-tag attribute allowlist, with the value checks it prescribes."""
-    if name in ("data-mx-color", "data-mx-bg-color") and tag in ("font", "span"):
-        return _HEX_COLOUR.fullmatch(value) is not None
-    if tag == "font" and name == "color":
-        return _FONT_COLOUR.fullmatch(value) is not None
-    if tag == "span" and name == "data-mx-spoiler":
-        return True
-    if tag in ("span", "div") and name == "data-mx-maths":
-        return True
-    if tag == "a":
-        return name == "target" or (name == "href" and _href_ok(value))
-    if tag == "img":
-        if name == "src":
-            return value.startswith("mxc://")
-        return name in ("width", "height", "alt", "title")
-    if tag == "ol" and name == "start":
-        return value.strip().lstrip("-").isdigit()
-    if tag == "code" and name == "class":
-        return all(part.startswith("language-") for part in value.split()) and bool(value.split())
-    return False
+_cleaner = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    clean_content_tags=set(_DROP_CONTENT_TAGS),
+    attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+    attribute_filter=_attribute_filter,
+    strip_comments=True,
+    link_rel=None,
+    url_schemes=set(LINK_SCHEMES) | {"mxc"},
+    url_relative="deny",
+)
+
+# Elements that never have content, per HTML.
+_VOID_TAGS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+)
+# A start tag of these closes an open element of the same name (`<li>a<li>b`).
+_SIBLING_CLOSING_TAGS = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "option"})
+# A tag as far as the next `<` or `>`: every scan stops at the next `<`, so this is linear.
+_TAG = re.compile(r"<(/?)([A-Za-z][^\s/<>]*)([^<>]*)>")
 
 
-class _Sanitizer(HTMLParser):
-    """Rebuilds the document from allowed tags only; the output is always balanced."""
+def _prepare(source: str) -> str:
+    """Bound the nesting (dropping start tags past `MAX_NESTING` and their end tags), and read
+    `<x/>` on a non-void element as an empty element, as XHTML writers mean it (HTML would
+    open it, so `<script/>` would swallow the rest of the message).
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.open: list[str] = []  # allowed tags we emitted and have not closed yet
-        self.skipping = 0  # depth inside <script>/<style>
+    An approximation of HTML's tree building, good enough to bound nh3's work; nh3 still
+    sanitises whatever comes out of it.
+    """
+    open_tags: list[str] = []
+    dropped: dict[str, int] = {}
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _DROP_CONTENT_TAGS:
-            self.skipping += 1
-            return
-        if self.skipping or tag not in ALLOWED_TAGS:
-            return
-        if tag not in VOID_TAGS and len(self.open) >= MAX_NESTING:
-            return
-        kept = "".join(
-            f' {name}="{html.escape(value or "", quote=True)}"'
-            for name, value in attrs
-            if _allowed_attribute(tag, name, value or "")
-        )
-        self.out.append(f"<{tag}{kept}>")
-        if tag not in VOID_TAGS:
-            self.open.append(tag)
+    def tag(match: re.Match[str]) -> str:
+        closing, name, rest = match.group(1), match.group(2).lower(), match.group(3)
+        if closing:
+            if dropped.get(name):
+                dropped[name] -= 1
+                return ""
+            if name in open_tags:
+                while open_tags.pop() != name:
+                    pass
+            return match.group(0)
+        if name in _VOID_TAGS:
+            return match.group(0)
+        if open_tags and open_tags[-1] == name and name in _SIBLING_CLOSING_TAGS:
+            open_tags.pop()
+        if rest.endswith("/"):
+            return "" if len(open_tags) >= MAX_NESTING else f"<{name}{rest[:-1]}></{name}>"
+        if len(open_tags) >= MAX_NESTING:
+            dropped[name] = dropped.get(name, 0) + 1
+            return ""
+        open_tags.append(name)
+        return match.group(0)
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _DROP_CONTENT_TAGS:
-            return  # `<script/>` has no content to skip
-        depth = len(self.open)
-        self.handle_starttag(tag, attrs)
-        if len(self.open) > depth:  # it was emitted (allowed, not too deep): close it at once
-            self.handle_endtag(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _DROP_CONTENT_TAGS:
-            self.skipping = max(0, self.skipping - 1)
-            return
-        if self.skipping or tag not in self.open:
-            return
-        while self.open:
-            closing = self.open.pop()
-            self.out.append(f"</{closing}>")
-            if closing == tag:
-                break
-
-    def handle_data(self, data: str) -> None:
-        if not self.skipping:
-            self.out.append(html.escape(data, quote=False))
-
-    def result(self) -> str:
-        self.close()
-        self.out.extend(f"</{tag}>" for tag in reversed(self.open))
-        self.open.clear()
-        return "".join(self.out)
+    return _TAG.sub(tag, source)
 
 
 def sanitize_html(source: str) -> str:
-    """Reduce `source` to the Matrix-allowed HTML subset.
+    """Reduce `source` to the Matrix-allowed HTML subset (well-formed, at most 100 levels deep).
 
     Disallowed tags are removed but their text is kept (except inside `<script>`/`<style>`);
-    disallowed attributes, links with other schemes than http(s)/ftp/mailto/magnet, and images
-    not on `mxc://` are dropped. Comments and declarations disappear.
+    disallowed attributes, links other than http(s)/mailto/matrix URIs, and images not on
+    `mxc://` are dropped. Comments and declarations disappear. Only the first
+    `MAX_HTML_CHARS` characters are read.
     """
-    parser = _Sanitizer()
-    parser.feed(source)
-    return parser.result()
+    return _cleaner.clean(_prepare(source[:MAX_HTML_CHARS]))
 
 
 # --- plain text -------------------------------------------------------------------------------
@@ -158,6 +211,7 @@ _PARAGRAPH_TAGS = frozenset(
     {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "ul", "ol", "table", "details"}
 )
 _LINE_TAGS = frozenset({"div", "li", "tr", "thead", "tbody", "caption", "summary", "hr"})
+_WHITESPACE = re.compile(r"\s+")
 
 
 class _TextExtractor(HTMLParser):
@@ -190,14 +244,13 @@ class _TextExtractor(HTMLParser):
             self._newline()
 
     def _text(self, text: str) -> None:
-        if self.pre:
+        if not self.pre:
+            # Outside <pre>, runs of whitespace are one space, as a browser would show them.
+            text = _WHITESPACE.sub(" ", text)
+            if self._at_line_start():
+                text = text.lstrip(" ")
+        if text:  # no empty parts: `_at_line_start` looks at the last one (linear time)
             self.parts.append(text)
-            return
-        # Outside <pre>, runs of whitespace are one space, as a browser would show them.
-        text = re.sub(r"\s+", " ", text)
-        if self._at_line_start():
-            text = text.lstrip(" ")
-        self.parts.append(text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _DROP_CONTENT_TAGS:
@@ -240,7 +293,7 @@ class _TextExtractor(HTMLParser):
             href = (href or "").strip()
             text = "".join(self.parts[start:]).strip()
             # Keep the target when the reader could not otherwise see it.
-            if _href_ok(href) and href not in (text, f"mailto:{text}"):
+            if link_allowed(href) and href not in (text, f"mailto:{text}"):
                 self._text(f" ({href})")
 
     def handle_data(self, data: str) -> None:

@@ -1,6 +1,19 @@
+from html.parser import HTMLParser
+
 import pytest
 
-from hookshot_py.markdown import MAX_NESTING, html_to_text, render_markdown, sanitize_html
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hookshot_py.markdown import (
+    ALLOWED_ATTRIBUTES,
+    ALLOWED_TAGS,
+    MAX_HTML_CHARS,
+    MAX_NESTING,
+    html_to_text,
+    render_markdown,
+    sanitize_html,
+)
 
 # --- render_markdown ----------------------------------------------------------------------------
 
@@ -60,6 +73,30 @@ def test_empty_markdown_is_empty() -> None:
     assert render_markdown("") == ""
 
 
+def test_markdown_images_only_from_mxc() -> None:
+    assert render_markdown("![cat](mxc://hs/abc)") == '<p><img src="mxc://hs/abc" alt="cat"></p>'
+    # Any other source would let its host see who reads the room: only the alt text is shown.
+    assert render_markdown("![a <b>](https://evil.example/p.png) x") == "<p>a &lt;b&gt; x</p>"
+    assert render_markdown("[![badge](https://ci/b.svg)](https://ci/run)") == '<p><a href="https://ci/run">badge</a></p>'
+
+
+@pytest.mark.parametrize(
+    ("markdown", "html"),
+    [
+        ("[x](https://e.org)", '<p><a href="https://e.org">x</a></p>'),
+        ("[x](mailto:a@b.c)", '<p><a href="mailto:a@b.c">x</a></p>'),
+        ("[x](matrix:r/room:e.org)", '<p><a href="matrix:r/room:e.org">x</a></p>'),
+        ("[x](ftp://f)", "<p>[x](ftp://f)</p>"),
+        ("[x](/relative)", "<p>[x](/relative)</p>"),
+        ("[x](mxc://hs/abc)", "<p><a>x</a></p>"),
+        ("<https://e.org>", '<p><a href="https://e.org">https://e.org</a></p>'),
+        ("<ftp://f>", "<p>&lt;ftp://f&gt;</p>"),
+    ],
+)
+def test_markdown_links_only_to_http_mailto_and_matrix(markdown: str, html: str) -> None:
+    assert render_markdown(markdown) == html
+
+
 # --- sanitize_html ------------------------------------------------------------------------------
 
 
@@ -72,20 +109,40 @@ def test_event_handler_attributes_are_dropped() -> None:
 
 
 @pytest.mark.parametrize(
-    "href", ["javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x", "vbscript:x", "/relative", "//host/x"]
+    "href",
+    [
+        "javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x", "vbscript:x", "/relative", "//host/x",
+        # The spec would allow these; the bridge keeps to http(s), mailto and matrix (issue 16).
+        "ftp://f", "magnet:?xt=1", "mxc://hs/media",
+    ],
 )
 def test_unsafe_or_relative_hrefs_are_dropped(href: str) -> None:
     assert sanitize_html(f'<a href="{href}">x</a>') == "<a>x</a>"
 
 
 @pytest.mark.parametrize(
-    "href", ["https://example.org/?a=1&b=2", "http://x", "mailto:a@b.c", "ftp://f", "magnet:?xt=1"]
+    "href", ["https://example.org/?a=1&b=2", "http://x", "mailto:a@b.c", "matrix:r/room:example.org", "HTTPS://X"]
 )
 def test_allowed_hrefs_are_kept_and_escaped(href: str) -> None:
     escaped = href.replace("&", "&amp;")
     assert sanitize_html(f'<a href="{href}" target="_blank" rel="x">x</a>') == (
         f'<a href="{escaped}" target="_blank">x</a>'
     )
+
+
+def test_link_name_and_strike_are_allowed() -> None:
+    assert sanitize_html('<a name="top">t</a><strike>old</strike>') == '<a name="top">t</a><strike>old</strike>'
+
+
+def test_input_beyond_the_size_cap_is_cut_off() -> None:
+    html = "<b>" + "a" * MAX_HTML_CHARS + "</b>tail"
+    assert sanitize_html(html) == "<b>" + "a" * (MAX_HTML_CHARS - 3) + "</b>"
+
+
+def test_deep_nesting_of_unknown_tags_is_bounded_too() -> None:
+    # nh3's work grows with depth × size: unknown tags count towards the nesting limit as well.
+    html = "<x-a>" * 20_000 + "<b>deep</b>" + "</x-a>" * 20_000
+    assert sanitize_html(html) == "deep"
 
 
 def test_images_only_from_mxc() -> None:
@@ -119,7 +176,8 @@ def test_spoiler_maths_ol_start_and_code_class() -> None:
 def test_output_is_balanced() -> None:
     assert sanitize_html("<b><i>unclosed") == "<b><i>unclosed</i></b>"
     assert sanitize_html("</b>stray<i>x</b>y") == "stray<i>xy</i>"
-    assert sanitize_html("<b><i>x</b>y</i>") == "<b><i>x</i></b>y"
+    # Misnested tags are read as a browser reads them (HTML's adoption agency): y stays italic.
+    assert sanitize_html("<b><i>x</b>y</i>") == "<b><i>x</i></b><i>y</i>"
 
 
 def test_void_and_self_closing_tags() -> None:
@@ -158,6 +216,66 @@ def test_all_allowed_formatting_survives() -> None:
         "<pre><code>  code\n</code></pre>"
     )
     assert sanitize_html(html) == html
+
+
+class _Inspector(HTMLParser):
+    """Collects every tag and attribute of the sanitiser's output, and the nesting depth."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.depth = self.max_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+        if tag not in ("br", "hr", "img"):
+            self.depth += 1
+            self.max_depth = max(self.max_depth, self.depth)
+
+    def handle_endtag(self, tag: str) -> None:
+        self.depth -= 1
+
+
+_html_pieces = st.sampled_from(
+    [
+        "<b>", "</b>", "<i>", "</p>", "<p>", "<div>", "</div>", "<script>", "</script>", "<style>",
+        "<a href='javascript:x'>", '<a href="https://e.org" onclick="x">', "</a>", '<img src="http://e/x.png">',
+        '<img src="mxc://h/m" onerror=x>', "<img/>", "<table>", "<td>", "<!--", "-->", "<x-y>", "<svg><circle/>",
+        '<font color="red" style="x">', '<span data-mx-spoiler data-mx-color="#ffffff">', '<code class="language-py">',
+        '<ol start="3">', "<li>", "<br/>", "<p/>", "&lt;", "&amp;", "<", ">", '"', "text", " ", "\n", "é",
+        '<a href="matrix:u/a:b">', '<a href="ftp://f">', "<details><summary>", "<iframe src=x>", "<math>",
+    ]
+)  # fmt: skip
+
+
+@given(st.lists(_html_pieces, max_size=60))
+@settings(max_examples=400)
+def test_output_has_only_allowed_tags_attributes_and_schemes(pieces: list[str]) -> None:
+    out = _Inspector()
+    out.feed(sanitize_html("".join(pieces)))
+    out.close()
+    assert out.max_depth <= MAX_NESTING
+    for tag, attrs in out.tags:
+        assert tag in ALLOWED_TAGS, tag
+        for name, value in attrs:
+            assert name in ALLOWED_ATTRIBUTES.get(tag, ()), (tag, name)
+            if tag == "img" and name == "src":
+                assert (value or "").startswith("mxc://")
+            if tag == "a" and name == "href":
+                assert (value or "").split(":")[0] in ("http", "https", "mailto", "matrix"), value
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300)
+def test_any_markdown_renders_to_allowed_html(text: str) -> None:
+    out = _Inspector()
+    out.feed(render_markdown(text))
+    out.close()
+    for tag, attrs in out.tags:
+        if tag == "img":
+            assert (dict(attrs).get("src") or "").startswith("mxc://")
+        if tag == "a" and (href := dict(attrs).get("href")) is not None:
+            assert href.split(":")[0].lower() in ("http", "https", "mailto", "matrix"), href
 
 
 # --- html_to_text -------------------------------------------------------------------------------
