@@ -18,7 +18,6 @@ Filters, in order:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +25,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from hookshot_py import safe_regex
 from hookshot_py.github.labels import format_labels
 from hookshot_py.github.payload import Payload, PayloadError
 from hookshot_py.github.state import DEFAULT_HOOKS, HookFilter, RepoSettings
@@ -500,9 +500,9 @@ def _workflow_run(ctx: _Ctx) -> FormattedMessage | None:
     pattern = options.get("matchingBranch")
     if pattern:
         try:
-            if re.search(pattern, branch) is None:
+            if not safe_regex.search(pattern, branch):
                 return None
-        except re.error:
+        except safe_regex.PatternError:
             # An invalid pattern only gets past validation in hand-written state: match nothing.
             return None
     if name in (options.get("excludingWorkflows") or []):

@@ -8,11 +8,11 @@ unchanged and state we write loads in hookshot.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hookshot_py import safe_regex
 from hookshot_py.errors import ValidationIssue
 from hookshot_py.github.payload import json_type_name
 
@@ -289,10 +289,10 @@ def _check_workflow_run(check: _Checker, value: Any) -> None:
             )
         else:
             try:
-                re.compile(branch)
-            except re.error as exc:
+                safe_regex.check_pattern(branch)
+            except safe_regex.PatternError as exc:
                 check.fail(
-                    "/workflowRun/matchingBranch", f"must be a valid regular expression: {exc}"
+                    "/workflowRun/matchingBranch", f"must be a valid regular expression: {exc.message}"
                 )
     check.optional_string_list(value, "includingWorkflows", "/workflowRun")
     check.optional_string_list(value, "excludingWorkflows", "/workflowRun")

@@ -367,6 +367,7 @@ def test_workflow_filters() -> None:
     assert run(matchingBranch="^main$") is not None
     assert run(matchingBranch="ai") is not None  # a search, like JS String.match
     assert run(matchingBranch="^release/") is None
+    assert run(matchingBranch="^(a+)+$") is None  # linear (RE2), not 2**len(branch)
     assert run(includingWorkflows=["CI"]) is not None
     assert run(includingWorkflows=["Deploy"]) is None
     assert run(includingWorkflows=[]) is None

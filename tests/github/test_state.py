@@ -186,6 +186,12 @@ def test_bad_regex_reports_its_path() -> None:
     assert issues[0].message.startswith("must be a valid regular expression")
 
 
+def test_regex_needing_backtracking_is_refused_with_the_reason() -> None:
+    issues = issues_of({**BASE, "workflowRun": {"matchingBranch": "^main(?!-old)"}})
+    assert [i.path for i in issues] == ["/workflowRun/matchingBranch"]
+    assert "lookahead and lookbehind are not supported" in issues[0].message
+
+
 def test_many_errors_with_paths() -> None:
     issues = issues_of(
         {
