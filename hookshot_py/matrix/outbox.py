@@ -18,6 +18,7 @@ from typing import Any
 from hookshot_py import jsonsafe
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.gateway import MatrixGateway, SendError
+from hookshot_py.matrix.mentions import with_mentions
 from hookshot_py.matrix.profiles import Profiles
 from hookshot_py.metrics import Metrics
 
@@ -35,6 +36,10 @@ class OutgoingEvent:
     event_type: str = "m.room.message"
     # Rows with the same (room, dedupe_key) are only ever queued once (e.g. a GitHub delivery id).
     dedupe_key: str | None = None
+
+
+def _final_content(event: OutgoingEvent) -> dict[str, Any]:
+    return with_mentions(event.content) if event.event_type == "m.room.message" else event.content
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -71,7 +76,10 @@ class Outbox:
 
     async def enqueue(self, events: Sequence[OutgoingEvent]) -> list[int]:
         """Durably queue `events` (one transaction). Returns the new row ids; deduplicated
-        events are left out. When this returns, the events survive a crash."""
+        events are left out. When this returns, the events survive a crash.
+
+        Every `m.room.message` gets an explicit `m.mentions` (empty unless it has its own), so
+        no text the bridge relays pings anyone by accident."""
         if not events:
             return []
         bot = self.gateway.bot_mxid
@@ -86,7 +94,7 @@ class Outbox:
             [e.room_id for e in events],
             [e.sender or bot for e in events],
             [e.event_type for e in events],
-            [jsonsafe.dumps_storable(e.content) for e in events],
+            [jsonsafe.dumps_storable(_final_content(e)) for e in events],
             [e.dedupe_key for e in events],
         )
         self._depth += len(rows)

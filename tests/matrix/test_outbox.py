@@ -113,3 +113,22 @@ def test_backoff_grows_and_is_capped():
     assert 0.4 <= backoff_seconds(1) <= 0.6
     assert 3.2 <= backoff_seconds(4) <= 4.8
     assert backoff_seconds(50) <= 360
+
+
+async def test_every_message_carries_explicit_mentions_and_other_events_are_untouched(db):
+    gw = ScriptedGateway()
+    stopped = Outbox(db, gw, NoProfiles(), Metrics())  # type: ignore[arg-type]
+    asked = {"user_ids": ["@alice:test", "not a user", "@alice:test"], "room": True}
+    ids = await stopped.enqueue(
+        [
+            _msg("!r", "@room deploy finished"),
+            OutgoingEvent("!r", {"msgtype": "m.notice", "body": "ping", "m.mentions": asked}),
+            OutgoingEvent("!r", {"msgtype": "m.notice", "body": "bad", "m.mentions": "everyone"}),
+            OutgoingEvent("!r", {"name": "x"}, event_type="m.room.name"),
+        ]
+    )
+    stored = [await db.fetchval("SELECT content FROM outbox WHERE id = $1", i) for i in ids]
+    assert stored[0]["m.mentions"] == {}, "no ping from relayed text unless asked"
+    assert stored[1]["m.mentions"] == {"user_ids": ["@alice:test"], "room": True}
+    assert stored[2]["m.mentions"] == {}
+    assert stored[3] == {"name": "x"}
