@@ -15,6 +15,7 @@ from hookshot_py.config import Config
 from hookshot_py.connections.access import RoomAccess
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.connections.mirror import ConnectionMirror
+from hookshot_py.cpu_pool import CpuPool
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.dm import DirectMessages
 from hookshot_py.matrix.gateway import MatrixGateway
@@ -47,6 +48,8 @@ class Services:
     # Members of the rooms named as permission actors, kept current from membership events.
     room_members: dict[str, set[str]] = field(default_factory=dict)
     push_listeners: list[PushListener] = field(default_factory=list)
+    # CPU work on what strangers send (markdown, HTML), off the event loop with a deadline.
+    cpu: CpuPool = field(default_factory=CpuPool)
 
     async def push_seen(self, room_id: str, repo: str, payload: dict[str, Any]) -> None:
         """A forge connection in `room_id` received a push: tell the services that care (Barkeep
@@ -60,6 +63,7 @@ class Services:
     async def close(self) -> None:
         await self.outbox.stop()
         await self.http.close()
+        await self.cpu.close()
 
 
 def build_services(

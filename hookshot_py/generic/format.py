@@ -18,6 +18,7 @@ from html import escape
 from typing import Any
 
 from hookshot_py.markdown import html_to_text, render_markdown, sanitize_html
+from hookshot_py.matrix.mentions import MENTIONS_KEY
 
 __all__ = [
     "HTML_FORMAT",
@@ -26,6 +27,7 @@ __all__ = [
     "content_size",
     "fit_to_event_size",
     "js_number",
+    "render_fallback",
     "render_message",
     "sanitise_for_matrix",
     "to_json",
@@ -193,14 +195,21 @@ def _transform(data: object) -> tuple[str, str]:
 
 
 def render_message(
-    data: object, *, hook_name: str, include_hook_body: bool, msgtype: str = "m.notice"
+    data: object,
+    *,
+    hook_name: str,
+    include_hook_body: bool,
+    msgtype: str = "m.notice",
+    mentions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `m.room.message` content for one generic webhook delivery, within Matrix's size limit.
 
     `data` is what `parse_body` returned. `hook_name` is the connection's name; like hookshot,
     the message does not show it, it only names the hook in errors. `include_hook_body` adds the
-    sanitised data under `uk.half-shot.hookshot.webhook_data`. Raises `TypeError` only for data
-    that no body parser produces (not JSON-like).
+    sanitised data under `uk.half-shot.hookshot.webhook_data`. `mentions` is for a hook whose
+    state or transformation explicitly asks to ping (`hookshot_py.matrix.mentions.mentions`);
+    without it the message pings no one. Raises `TypeError` only for data that no body parser
+    produces (not JSON-like).
     """
     try:
         plain, html = _transform(data)
@@ -213,7 +222,26 @@ def render_message(
         content["format"] = HTML_FORMAT
     if hook_data is not None:
         content[WEBHOOK_DATA_KEY] = hook_data
+    if mentions is not None:
+        content[MENTIONS_KEY] = mentions
     return fit_to_event_size(content)
+
+
+def render_fallback(data: object, *, msgtype: str = "m.notice") -> dict[str, Any]:
+    """Plain-text content for `data` whose rendering failed (ran out of time): no markdown, no
+    HTML, no webhook data, and cheap (linear, C-speed JSON) so it can run on the event loop."""
+    fields = data if isinstance(data, dict) else {}
+    text, username = fields.get("text"), fields.get("username")
+    if isinstance(data, str):
+        plain = f"{_DATA_PREFIX} {data}"
+    elif isinstance(text, str):
+        plain = f"**{username}**: {text}" if isinstance(username, str) else text
+    else:
+        try:
+            plain = f"{_DATA_PREFIX} {json.dumps(data, ensure_ascii=False)}"
+        except (TypeError, ValueError):
+            plain = _DATA_PREFIX
+    return fit_to_event_size({"msgtype": msgtype, "body": plain})
 
 
 # --- size -----------------------------------------------------------------------------------

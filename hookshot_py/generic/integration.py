@@ -23,7 +23,13 @@ class GenericIntegration(Integration):
         self.services = services
         self.hooks = GenericHookType(config, services.db, services.gateway)
         self.webhooks = GenericWebhooks(
-            config, self.hooks, services.manager, services.outbox, services.profiles, services.config.bridge.domain
+            config,
+            self.hooks,
+            services.manager,
+            services.outbox,
+            services.profiles,
+            services.config.bridge.domain,
+            services.cpu,
         )
 
     def connection_types(self) -> list[ConnectionType[Any]]:

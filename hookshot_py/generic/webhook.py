@@ -6,7 +6,6 @@ sent, with `waitForComplete`). Bad input gets a precise 4xx, never a 500.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 
@@ -15,9 +14,10 @@ from aiohttp import web
 from hookshot_py.config import GenericConfig
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
+from hookshot_py.cpu_pool import CpuPool, CpuPoolError
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.generic.connection import GenericHookType
-from hookshot_py.generic.format import render_message
+from hookshot_py.generic.format import render_fallback, render_message
 from hookshot_py.generic.payload import PayloadError, parse_body
 from hookshot_py.listeners.http import read_body
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
@@ -26,7 +26,6 @@ from hookshot_py.matrix.profiles import Profiles
 log = logging.getLogger(__name__)
 
 WAIT_FOR_COMPLETE_TIMEOUT_S = 10.0
-_RENDER_INLINE_MAX = 32 * 1024
 _ALLOWED_METHODS = {"POST", "PUT"}
 
 
@@ -44,6 +43,7 @@ class GenericWebhooks:
         outbox: Outbox,
         profiles: Profiles,
         domain: str,
+        cpu: CpuPool,
     ) -> None:
         self.config = config
         self.hooks = hooks
@@ -51,6 +51,7 @@ class GenericWebhooks:
         self.outbox = outbox
         self.profiles = profiles
         self.domain = domain
+        self.cpu = cpu
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/webhook/{hook_id}", self.handle)
@@ -85,13 +86,14 @@ class GenericWebhooks:
         except PayloadError as e:
             raise ApiError(ErrCode.BAD_VALUE, str(e), {"ok": False}) from e
         include_body = hook.include_hook_body
-        if len(raw) > _RENDER_INLINE_MAX:
-            # Rendering a large body is CPU work: keep the event loop answering other requests.
-            content = await asyncio.to_thread(
+        try:
+            # Markdown and HTML cost CPU the sender controls: off the event loop, with a deadline.
+            content = await self.cpu.run(
                 render_message, data, hook_name=conn.state_key, include_hook_body=include_body
             )
-        else:
-            content = render_message(data, hook_name=conn.state_key, include_hook_body=include_body)
+        except CpuPoolError as e:
+            log.warning("Webhook %r: %s; posting it as plain text", conn.state_key, e)
+            content = render_fallback(data)
         sender = None
         if self.config.user_id_prefix:
             sender = ghost_user_id(self.config.user_id_prefix, conn.state_key, self.domain)

@@ -349,3 +349,40 @@ def test_limit_is_inclusive() -> None:
 
 def test_content_size_is_compact_utf8_json() -> None:
     assert content_size({"body": "é"}) == len('{"body":"é"}'.encode())
+
+
+# --- fallback and mentions ------------------------------------------------------------------------
+
+
+def test_fallback_is_plain_text_without_html_or_hook_data() -> None:
+    from hookshot_py.generic.format import render_fallback
+
+    assert render_fallback("[" * 10) == {"msgtype": "m.notice", "body": "Received webhook data: [[[[[[[[[["}
+    assert render_fallback({"text": "**x**", "username": "ci", "html": "<b>x</b>"}) == {
+        "msgtype": "m.notice",
+        "body": "**ci**: **x**",
+    }
+    assert render_fallback({"a": [1, 2.5]}) == {"msgtype": "m.notice", "body": 'Received webhook data: {"a": [1, 2.5]}'}
+
+
+def test_fallback_of_a_huge_body_fits_an_event() -> None:
+    from hookshot_py.generic.format import render_fallback
+
+    content = render_fallback({"text": "[" * 1_000_000})
+    assert content_size(content) <= MAX_EVENT_SIZE_BYTES
+    assert content["body"].startswith("[[[") and content["body"].endswith("…")
+    content = render_fallback({"items": ["é" * 100] * 10_000})
+    assert content_size(content) <= MAX_EVENT_SIZE_BYTES
+
+
+def test_mentions_are_set_only_when_the_hook_asks() -> None:
+    assert "m.mentions" not in render({"text": "@room deploy"})
+    asked = render_message({"text": "hi @a:x"}, hook_name="h", include_hook_body=False, mentions={"user_ids": ["@a:x"]})
+    assert asked["m.mentions"] == {"user_ids": ["@a:x"]}
+
+
+def test_html_only_body_of_a_megabyte_is_bounded() -> None:
+    content = render({"html": "<b> </b>" * 130_000 + "<p>end</p>"})
+    # The markup past the sanitiser's cap is cut off; what is left still fits an event.
+    assert content_size(content) <= MAX_EVENT_SIZE_BYTES
+    assert "end" not in content["body"]
