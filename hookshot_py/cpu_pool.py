@@ -21,21 +21,25 @@ import os
 import pickle
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
 __all__ = ["CpuPool", "CpuPoolError", "CpuTimeout"]
 
-log = logging.getLogger(__name__)
-
 P = ParamSpec("P")
 T = TypeVar("T")
 
-DEFAULT_WORKERS = 2
+log = logging.getLogger(__name__)
+
+# Three workers on two cores, niced: the event loop's process comes first. Heavy calls get two.
+DEFAULT_WORKERS = 3
+DEFAULT_HEAVY_WORKERS = 2
 DEFAULT_DEADLINE_S = 5.0
 # How long a call may wait for a free worker before it gives up (the caller falls back).
 DEFAULT_QUEUE_TIMEOUT_S = 30.0
+# Imported by a worker as it starts, so its first call does not pay for it.
+DEFAULT_PRELOAD = ("hookshot_py.markdown",)
 # Starting a worker (an interpreter importing the renderers) is not counted in a call's deadline.
 SPAWN_TIMEOUT_S = 60.0
 WORKER_NICENESS = 5
@@ -71,25 +75,34 @@ class _Worker:
 
 
 class CpuPool:
-    """A few worker processes for CPU-bound calls; `run` is the only way in.
+    """A few worker processes for CPU-bound calls; `run` and `run_heavy` are the ways in.
 
-    Workers start on first use. `deadline` bounds each call's run time, `queue_timeout` the wait
-    for a free worker; both raise `CpuTimeout`.
+    A worker imports the `preload` modules as it starts, before its first call.
+    Heavy calls (large bodies) may hold at most `heavy_workers` of the `workers` at once, so a
+    burst of them never makes a light call wait behind them. Workers start on first use.
+    `deadline` bounds each call's run time, `queue_timeout` the wait for a free worker; both
+    raise `CpuTimeout`.
     """
 
     def __init__(
         self,
         workers: int = DEFAULT_WORKERS,
         *,
+        heavy_workers: int = DEFAULT_HEAVY_WORKERS,
         deadline: float = DEFAULT_DEADLINE_S,
         queue_timeout: float = DEFAULT_QUEUE_TIMEOUT_S,
+        preload: Sequence[str] = DEFAULT_PRELOAD,
     ) -> None:
+        if not 0 < heavy_workers <= workers:
+            raise ValueError("heavy_workers must be between 1 and workers")
         self.deadline = deadline
         self.queue_timeout = queue_timeout
-        self._size = workers
-        self._slots: asyncio.Semaphore | None = None
+        self._preload = tuple(preload)
+        self._sizes = (workers, heavy_workers)
+        self._slots: tuple[asyncio.Semaphore, asyncio.Semaphore] | None = None
         self._idle: list[_Worker] = []
         self._running: set[_Worker] = set()
+        self._starting: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @property
@@ -103,6 +116,14 @@ class CpuPool:
         `fn` must be a module-level function of hookshot_py, and its arguments and result
         picklable.
         """
+        return cast(T, await self._run(fn, args, kwargs, heavy=False))
+
+    async def run_heavy(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`run` for a call that may take long (a large body): it queues behind other heavy
+        calls rather than take the last worker light calls can use."""
+        return cast(T, await self._run(fn, args, kwargs, heavy=True))
+
+    async def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, heavy: bool) -> Any:
         module, name = fn.__module__, fn.__qualname__
         if not module.startswith("hookshot_py.") or "." in name or "<" in name:
             raise ValueError(f"{module}.{name} is not a module-level function of hookshot_py")
@@ -110,41 +131,74 @@ class CpuPool:
         if self._closed:
             raise CpuPoolError("The CPU pool is closed")
         if self._slots is None:
-            self._slots = asyncio.Semaphore(self._size)
+            self._slots = (asyncio.Semaphore(self._sizes[0]), asyncio.Semaphore(self._sizes[1]))
+        held = [self._slots[1], self._slots[0]] if heavy else [self._slots[0]]
+        acquired: list[asyncio.Semaphore] = []
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)
-        except TimeoutError:
-            raise CpuTimeout(f"No worker was free within {self.queue_timeout:g} s") from None
-        try:
-            worker = self._idle.pop() if self._idle else await self._spawn()
-            self._running.add(worker)
             try:
-                ok, value = await asyncio.wait_for(worker.call(request), self.deadline)
-            except BaseException as e:
-                # Timed out, cancelled or died mid-call: its state is unknown, so it goes.
-                self._running.discard(worker)
-                await worker.kill()
-                if isinstance(e, TimeoutError):
-                    raise CpuTimeout(f"{name} ran longer than {self.deadline:g} s") from None
-                if isinstance(e, (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError)):
-                    raise CpuPoolError(f"The worker running {name} died: {e!r}") from None
-                raise
-            self._running.discard(worker)
-            if self._closed:
-                await worker.kill()
-            else:
-                self._idle.append(worker)
+                async with asyncio.timeout(self.queue_timeout):
+                    for slot in held:
+                        await slot.acquire()
+                        acquired.append(slot)
+            except TimeoutError:
+                raise CpuTimeout(f"No worker was free within {self.queue_timeout:g} s") from None
+            ok, value = await self._call(name, request)
         finally:
-            self._slots.release()
+            for slot in acquired:
+                slot.release()
         if not ok:
             raise value
-        return cast(T, value)
+        return value
+
+    async def _call(self, name: str, request: bytes) -> tuple[bool, Any]:
+        worker = self._idle.pop() if self._idle else await self._spawn()
+        self._running.add(worker)
+        self._top_up()
+        try:
+            ok, value = await asyncio.wait_for(worker.call(request), self.deadline)
+        except BaseException as e:
+            # Timed out, cancelled or died mid-call: its state is unknown, so it goes.
+            self._running.discard(worker)
+            await worker.kill()
+            self._top_up()
+            if isinstance(e, TimeoutError):
+                raise CpuTimeout(f"{name} ran longer than {self.deadline:g} s") from None
+            if isinstance(e, (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError)):
+                raise CpuPoolError(f"The worker running {name} died: {e!r}") from None
+            raise
+        self._running.discard(worker)
+        await self._park(worker)
+        return ok, value
+
+    def _top_up(self) -> None:
+        """Start workers in the background until the pool is full, so a call seldom waits for
+        one (a worker killed on its deadline is replaced at once)."""
+        missing = self._sizes[0] - len(self._idle) - len(self._running) - len(self._starting)
+        for _ in range(0 if self._closed else missing):
+            task = asyncio.create_task(self._start_idle(), name="cpu-pool-spawn")
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _start_idle(self) -> None:
+        try:
+            worker = await self._spawn()
+        except CpuPoolError as e:
+            log.warning("%s", e)
+            return
+        await self._park(worker)
+
+    async def _park(self, worker: _Worker) -> None:
+        """An idle worker waits for the next call, unless the pool is closed or full."""
+        if self._closed or len(self._idle) + len(self._running) >= self._sizes[0]:
+            await worker.kill()
+        else:
+            self._idle.append(worker)
 
     async def _spawn(self) -> _Worker:
         try:
             process = await asyncio.wait_for(
                 asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "hookshot_py.cpu_pool",
+                    sys.executable, "-m", "hookshot_py.cpu_pool", *self._preload,
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=_worker_env(),
                 ),
                 SPAWN_TIMEOUT_S,
@@ -156,6 +210,10 @@ class CpuPool:
     async def close(self) -> None:
         """Stop the idle workers; calls still running stop theirs when they end."""
         self._closed = True
+        starting = list(self._starting)
+        for task in starting:
+            task.cancel()
+        await asyncio.gather(*starting, return_exceptions=True)
         idle, self._idle = self._idle, []
         await asyncio.gather(*(w.kill() for w in idle), return_exceptions=True)
 
@@ -189,8 +247,10 @@ def _answer(ok: bool, value: object) -> bytes:
         return pickle.dumps((False, CpuPoolError(f"Unpicklable {'result' if ok else 'error'}: {e!r}")))
 
 
-def _serve() -> None:
+def _serve(preload: Sequence[str]) -> None:
     _limit_worker()
+    for module in preload:
+        importlib.import_module(module)
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() must not break the protocol
     while True:
@@ -211,4 +271,4 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(sys.argv[1:])

@@ -16,7 +16,7 @@ HOSTILE = "[" * 400_000  # tens of seconds of markdown-it
 
 @pytest.fixture
 async def pool():
-    p = CpuPool(workers=1, deadline=30.0)
+    p = CpuPool(workers=1, heavy_workers=1, deadline=30.0)
     yield p
     await p.close()
 
@@ -64,10 +64,28 @@ async def test_waiting_for_a_busy_worker_is_bounded(pool: CpuPool) -> None:
         await asyncio.sleep(0.01)
     with pytest.raises(CpuTimeout, match="No worker was free"):
         await pool.run(render_markdown, "queued")
+    victim = next(iter(pool._running)).process
     hostile.cancel()
     with pytest.raises(asyncio.CancelledError):
         await hostile
-    assert pool.busy == 0 and not pool._idle, "a cancelled call's worker is killed, not reused"
+    assert pool.busy == 0 and victim.returncode is not None, "a cancelled call's worker is killed, not reused"
+    assert await pool.run(render_markdown, "next") == "<p>next</p>"
+
+
+async def test_heavy_calls_leave_a_worker_for_light_ones() -> None:
+    pool = CpuPool(workers=2, heavy_workers=1, deadline=30.0, queue_timeout=0.3)
+    try:
+        hostile = asyncio.create_task(pool.run_heavy(render_markdown, HOSTILE))
+        while pool.busy == 0:
+            await asyncio.sleep(0.01)
+        with pytest.raises(CpuTimeout, match="No worker was free"):
+            await pool.run_heavy(render_markdown, "another large body")
+        assert await pool.run(render_markdown, "small") == "<p>small</p>"
+        assert not hostile.done()
+        hostile.cancel()
+        await asyncio.gather(hostile, return_exceptions=True)
+    finally:
+        await pool.close()
 
 
 async def test_the_event_loop_keeps_running_while_a_worker_computes(pool: CpuPool) -> None:
@@ -90,8 +108,19 @@ async def test_only_module_level_functions_of_the_bridge(pool: CpuPool) -> None:
         await pool.run(lambda: 1)
 
 
+async def test_the_pool_fills_up_in_the_background_after_first_use() -> None:
+    pool = CpuPool(workers=3, heavy_workers=2)
+    try:
+        await pool.run(render_markdown, "a")
+        while len(pool._idle) < 3:  # the two others start without a call waiting for them
+            await asyncio.sleep(0.01)
+        assert len({w.process.pid for w in pool._idle}) == 3
+    finally:
+        await pool.close()
+
+
 async def test_close_stops_the_workers() -> None:
-    pool = CpuPool(workers=2)
+    pool = CpuPool(workers=2, heavy_workers=1)
     await asyncio.gather(pool.run(render_markdown, "a"), pool.run(render_markdown, "b"))
     processes = [w.process for w in pool._idle]
     assert len(processes) == 2

@@ -26,6 +26,8 @@ from hookshot_py.matrix.profiles import Profiles
 log = logging.getLogger(__name__)
 
 WAIT_FOR_COMPLETE_TIMEOUT_S = 10.0
+# Bodies up to this size render in a fraction of a second even when built to be slow.
+LIGHT_BODY_BYTES = 4 * 1024
 _ALLOWED_METHODS = {"POST", "PUT"}
 
 
@@ -86,11 +88,11 @@ class GenericWebhooks:
         except PayloadError as e:
             raise ApiError(ErrCode.BAD_VALUE, str(e), {"ok": False}) from e
         include_body = hook.include_hook_body
+        # Markdown and HTML cost CPU the sender controls: off the event loop, with a deadline;
+        # large bodies queue among themselves so they never hold up the small ones.
+        render = self.cpu.run_heavy if len(raw) > LIGHT_BODY_BYTES else self.cpu.run
         try:
-            # Markdown and HTML cost CPU the sender controls: off the event loop, with a deadline.
-            content = await self.cpu.run(
-                render_message, data, hook_name=conn.state_key, include_hook_body=include_body
-            )
+            content = await render(render_message, data, hook_name=conn.state_key, include_hook_body=include_body)
         except CpuPoolError as e:
             log.warning("Webhook %r: %s; posting it as plain text", conn.state_key, e)
             content = render_fallback(data)
