@@ -22,6 +22,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from hookshot_py.db.embedded import EmbeddedPostgres  # noqa: E402
 from hookshot_py.devenv.synapse import SynapseServer, free_port, make_registration  # noqa: E402
-from null_homeserver import make_app as null_homeserver  # noqa: E402
+from null_homeserver import make_app as make_null_homeserver  # noqa: E402
 
 DOMAIN = "bench.test"
 SECRET = "b3nch-0a7f2c9e5d1b8f4a6c3e9d2b7f5a1c8e"  # provisioning secrets need 32+ characters
@@ -173,14 +176,21 @@ async def wait_synced(client: Any, room: str, run: str, n: int, timeout: float) 
     return time.monotonic()
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("-n", type=int, default=2000)
-    ap.add_argument("-c", "--concurrency", type=int, default=32)
-    ap.add_argument("--null-homeserver", action="store_true")
-    ap.add_argument("--timeout", type=float, default=600)
-    args = ap.parse_args()
+@dataclass
+class Stack:
+    """A running bridge (own process) with one generic webhook in one room."""
 
+    base: str  # the bridge's webhooks/provisioning listener
+    hook_url: str
+    hs_url: str
+    room: str
+    pid: int
+    user: Any  # a MatrixTestClient in the room, or None with the null homeserver
+
+
+@asynccontextmanager
+async def bridge_stack(null_homeserver: bool) -> AsyncIterator[Stack]:
+    """Embedded Postgres, Synapse or the null homeserver, the bridge as a process, a webhook."""
     work = Path(tempfile.mkdtemp(prefix="hookshot-bench-"))
     as_port, listener_port = free_port(), free_port()
     reg = make_registration(f"http://127.0.0.1:{as_port}", DOMAIN, user_prefixes=("_webhooks_",))
@@ -194,9 +204,9 @@ async def main() -> None:
     user = None
     bridge = None
     try:
-        if args.null_homeserver:
+        if null_homeserver:
             hs_port = free_port()
-            null_runner = web.AppRunner(null_homeserver(DOMAIN))
+            null_runner = web.AppRunner(make_null_homeserver(DOMAIN))
             await null_runner.setup()
             await web.TCPSite(null_runner, "127.0.0.1", hs_port).start()
             hs_url = f"http://127.0.0.1:{hs_port}"
@@ -246,9 +256,32 @@ async def main() -> None:
         async with aiohttp.ClientSession() as s:
             await s.post(hook_url, json={"text": "warm-up"})
         await asyncio.sleep(2)
+        yield Stack(base, hook_url, hs_url, room, bridge.pid, user)
+    finally:
+        if bridge is not None:
+            bridge.terminate()
+            bridge.wait(30)
+        if user is not None:
+            await user.close()
+        if synapse is not None:
+            await synapse.stop()
+        if null_runner is not None:
+            await null_runner.cleanup()
+        pg.stop()
 
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=2000)
+    ap.add_argument("-c", "--concurrency", type=int, default=32)
+    ap.add_argument("--null-homeserver", action="store_true")
+    ap.add_argument("--timeout", type=float, default=600)
+    args = ap.parse_args()
+
+    async with bridge_stack(args.null_homeserver) as stack:
+        base, hook_url, user, room = stack.base, stack.hook_url, stack.user, stack.room
         run = f"bench-{int(time.time())}"
-        with Sampler(bridge.pid) as sampler:
+        with Sampler(stack.pid) as sampler:
             cpu0 = sampler.cpu()
             sync_task = asyncio.create_task(wait_synced(user, room, run, args.n, args.timeout)) if user else None
             t0 = time.monotonic()
@@ -271,7 +304,7 @@ async def main() -> None:
             unique, total = await count_visible(user, room, run)
         else:
             async with aiohttp.ClientSession() as s:
-                async with s.get(f"{hs_url}/_null/sent") as r:
+                async with s.get(f"{stack.hs_url}/_null/sent") as r:
                     total = (await r.json())["count"] - 1  # minus the warm-up
             unique = total
         lost = args.n - failures - unique
@@ -284,17 +317,6 @@ async def main() -> None:
         print(f"all visible after:   {t_visible - t0:.2f} s ({args.n / (t_visible - t0):.0f} msg/s end to end)")
         print(f"lost:                {lost}   duplicates: {total - unique}")
         print(f"bridge peak RSS:     {peak / 1024 / 1024:.0f} MiB, CPU: {cpu:.2f} s")
-    finally:
-        if bridge is not None:
-            bridge.terminate()
-            bridge.wait(30)
-        if user is not None:
-            await user.close()
-        if synapse is not None:
-            await synapse.stop()
-        if null_runner is not None:
-            await null_runner.cleanup()
-        pg.stop()
 
 
 if __name__ == "__main__":
