@@ -77,11 +77,11 @@ class _Worker:
 class CpuPool:
     """A few worker processes for CPU-bound calls; `run` and `run_heavy` are the ways in.
 
-    A worker imports the `preload` modules as it starts, before its first call.
     Heavy calls (large bodies) may hold at most `heavy_workers` of the `workers` at once, so a
-    burst of them never makes a light call wait behind them. Workers start on first use.
-    `deadline` bounds each call's run time, `queue_timeout` the wait for a free worker; both
-    raise `CpuTimeout`.
+    burst of them never makes a light call wait behind them. The first call starts a worker and
+    the others start in the background; each imports the `preload` modules before its first
+    call. `deadline` bounds each call's run time, `queue_timeout` the wait for a free worker;
+    both raise `CpuTimeout`.
     """
 
     def __init__(
