@@ -107,7 +107,9 @@ class FakeDNS(AbstractResolver):
         self.table = table
         self.lookups: list[str] = []
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         self.lookups.append(host)
         answers = self.table[host]
         address = answers.pop(0) if len(answers) > 1 else answers[0]
