@@ -128,7 +128,8 @@ def parse_feed(body: bytes, url: str) -> ParsedFeed:
     except Exception as e:  # lxml and friends on truly broken input
         raise FeedParseError(f"{type(e).__name__}: {str(e)[:300]}") from e
     feed = parsed.get("feed") or {}
-    base_url = feed.get("link") if isinstance(feed.get("link"), str) and feed["link"].startswith("http") else url
+    home = feed.get("link")
+    base_url = home if isinstance(home, str) and home.startswith("http") else url
     raw_title = _text(feed.get("title"), MAX_TITLE * 4)
     title = strip_html(raw_title)[:MAX_TITLE] or None if raw_title else None
     items: list[FeedItem] = []
