@@ -42,7 +42,7 @@ class FeedsIntegration(Integration):
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-parse")
         self.store = FeedStore(services.db, services.outbox, EVENT_TYPE)
         self.fetcher = FeedFetcher(self.session, policy, max_bytes=config.max_feed_size)
-        self.poller = FeedPoller(self.store, self.fetcher, config, self.executor)
+        self.poller = FeedPoller(self.store, self.fetcher, config, self.executor, services.metrics)
         self.feeds = FeedType(config, self.store, self.fetcher, self.poller, self.executor)
 
     def connection_types(self) -> list[ConnectionType[Any]]:

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ from hookshot_py.config import FeedsConfig
 from hookshot_py.feeds.fetch import FeedFetcher, FetchError, FetchResult
 from hookshot_py.feeds.format import FeedInfo, failure_message, item_message, more_message, recovery_message
 from hookshot_py.feeds.parse import FeedItem, FeedParseError, ParsedFeed, parse_feed
-from hookshot_py.feeds.store import FeedRow, FeedStore, Fetched, LostLease, Plan, Subscription
+from hookshot_py.feeds.store import FeedRow, FeedStore, Fetched, LostLease, Overview, Plan, Subscription
 from hookshot_py.matrix.outbox import OutgoingEvent
+from hookshot_py.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,9 @@ class FeedPoller:
         fetcher: FeedFetcher,
         config: FeedsConfig,
         executor: ThreadPoolExecutor,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.fetcher = fetcher
         self.config = config
@@ -132,7 +136,9 @@ class FeedPoller:
                     if rows and len(rows) == free:
                         await self._wait(MAX_IDLE_S)  # a slot frees up, or more may be due
                         continue
-                due_in = await self.store.next_due_in()
+                overview = await self.store.overview()
+                self._gauges(overview)
+                due_in = overview.due_in
                 await self._wait(MAX_IDLE_S if due_in is None else min(MAX_IDLE_S, max(0.05, due_in)))
             except asyncio.CancelledError:
                 raise
@@ -146,6 +152,12 @@ class FeedPoller:
         except TimeoutError:
             pass
         self._wake.clear()
+
+    def _gauges(self, overview: Overview) -> None:
+        if self.metrics is not None:
+            self.metrics.feeds_count.set(overview.feeds)
+            self.metrics.feeds_failing.labels(reason="http").set(overview.failing_http)
+            self.metrics.feeds_failing.labels(reason="parsing").set(overview.failing_parsing)
 
     def _spawn(self, row: FeedRow) -> None:
         task = asyncio.create_task(self.poll(row), name=f"feed:{row.url[:80]}")
@@ -171,6 +183,7 @@ class FeedPoller:
 
     async def poll(self, row: FeedRow) -> None:
         """Poll one claimed feed and commit the outcome. Never raises (but for cancellation)."""
+        started = time.monotonic()
         try:
             try:
                 fetched = await self.fetch(row)
@@ -187,6 +200,9 @@ class FeedPoller:
             raise
         except Exception:
             log.exception("Polling feed %s failed", row.url)
+        finally:
+            if self.metrics is not None:
+                self.metrics.feeds_fetch_ms.set((time.monotonic() - started) * 1000)
 
     async def fetch(self, row: FeedRow) -> Fetched:
         result = await self.fetcher.fetch(

@@ -85,6 +85,14 @@ class Fetched:
     max_age: float | None = None  # the server's Cache-Control max-age, seconds
 
 
+@dataclass(frozen=True)
+class Overview:
+    due_in: float | None  # seconds; None without feeds
+    feeds: int
+    failing_http: int
+    failing_parsing: int
+
+
 SuccessPlanner = Callable[[FeedRow, list[Subscription], list[FeedItem]], Plan]
 FailurePlanner = Callable[[FeedRow, list[Subscription]], Plan]
 
@@ -179,13 +187,20 @@ class FeedStore:
         )
         return [FeedRow.from_record(r) for r in rows]
 
-    async def next_due_in(self) -> float | None:
-        """Seconds until some feed is due (or its lease runs out), None without feeds."""
-        value = await self.db.fetchval(
+    async def overview(self) -> Overview:
+        """When the next feed is due (or its lease runs out), and how many feeds are failing."""
+        row = await self.db.fetchrow(
             "SELECT EXTRACT(EPOCH FROM min(GREATEST(next_poll_at, COALESCE(lease_until, next_poll_at))) - now()) "
+            "AS due_in, count(*) AS feeds, "
+            "count(*) FILTER (WHERE failures > 0 AND last_error LIKE 'not a feed:%') AS failing_parsing, "
+            "count(*) FILTER (WHERE failures > 0 AND last_error NOT LIKE 'not a feed:%') AS failing_http "
             "FROM feeds"
         )
-        return None if value is None else float(str(value))
+        assert row is not None
+        due_in = row["due_in"]
+        return Overview(
+            None if due_in is None else float(due_in), row["feeds"], row["failing_http"], row["failing_parsing"]
+        )
 
     async def release(self, owner: str, urls: Sequence[str]) -> None:
         """Give back leases (a stopping poller): another process may poll them at once."""

@@ -60,7 +60,7 @@ class Rig:
         session = guarded_session(LOCAL, auto_decompress=False)
         fetcher = FeedFetcher(session, LOCAL, max_bytes=config.pop("max_bytes", 512 * 1024))
         cfg = FeedsConfig(enabled=True, poll_interval_seconds=600, **config)
-        poller = FeedPoller(store, fetcher, cfg, self.executor)
+        poller = FeedPoller(store, fetcher, cfg, self.executor, Metrics())
         poller.session = session  # type: ignore[attr-defined]
         self.pollers.append(poller)
         return poller
@@ -379,3 +379,9 @@ async def test_background_loop_polls_due_feeds(rig: Rig) -> None:
         await asyncio.sleep(0.05)
     assert [r.status for r in rig.feeds.hits("a")] == [200]
     await poller.stop()
+    metrics = poller.metrics
+    assert metrics is not None
+    await poller.store.overview()
+    poller._gauges(await poller.store.overview())
+    assert metrics.feeds_count._value.get() == 1
+    assert metrics.feeds_failing.labels(reason="http")._value.get() == 0
