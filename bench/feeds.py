@@ -74,6 +74,7 @@ async def main() -> None:
     ap.add_argument("--minutes", type=float, default=3)
     ap.add_argument("--concurrency", type=int, default=4, help="feeds.pollConcurrency")
     ap.add_argument("--changing", type=float, default=0.1, help="share of feeds publishing an item every minute")
+    ap.add_argument("--no-conditional", action="store_true", help="the server ignores ETag/Last-Modified (always 200)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="hookshot-bench-feeds-"))
@@ -88,7 +89,8 @@ async def main() -> None:
     latest = {}
     for i in range(args.feeds):
         latest[i] = ITEMS_PER_FEED
-        fake.set_items(f"f{i}", [item(n) for n in range(ITEMS_PER_FEED, 0, -1)], title=f"Feed {i}")
+        fake.set_items(f"f{i}", [item(n) for n in range(ITEMS_PER_FEED, 0, -1)], title=f"Feed {i}",
+                       conditional=not args.no_conditional)
     try:
         for app, port in ((null_homeserver(DOMAIN), hs_port), (fake.app(), feed_port)):
             runner = web.AppRunner(app, access_log=None)
@@ -168,7 +170,8 @@ async def main() -> None:
         print(f"hookshot_py feeds benchmark — {time.strftime('%Y-%m-%d')}, "
               f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
         print(f"feeds:               {args.feeds} ({ITEMS_PER_FEED} items each), interval {args.interval} s, "
-              f"pollConcurrency {args.concurrency}")
+              f"pollConcurrency {args.concurrency}, conditional GET {'ignored' if args.no_conditional else 'answered'}"
+              " by the server")
         print(f"subscribing:         {t_sub:.1f} s over the provisioning API (each fetched and parsed once)")
         print(f"one round (all due): {t_round:.1f} s, bridge CPU {cpu_round:.1f} s")
         print(f"steady state:        {elapsed:.0f} s, {len(fake.requests)} requests ({dict(statuses)}), "

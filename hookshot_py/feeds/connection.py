@@ -100,7 +100,11 @@ class FeedType(ConnectionType[FeedState]):
         return Fetched(parsed.title, result.etag, result.last_modified, body_digest(result.body), parsed.items)
 
     async def start(self, conns: list[Connection]) -> None:
-        added = await self.store.ensure([normalize_url(c.state_key) for c in conns], STARTUP_SPREAD_S)
+        spread = min(STARTUP_SPREAD_S, float(self.config.poll_interval_seconds))
+        overdue = await self.store.spread_overdue(spread)
+        if overdue:
+            log.info("%d feed(s) were due while the bridge was down: polled within %.0f s", overdue, spread)
+        added = await self.store.ensure([normalize_url(c.state_key) for c in conns], spread)
         if added:
             log.info("%d feed(s) were not polled before: their first poll records their items", added)
 

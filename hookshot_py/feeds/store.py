@@ -132,6 +132,16 @@ class FeedStore:
         )
         return int(result.rsplit(" ", 1)[-1])
 
+    async def spread_overdue(self, spread_s: float) -> int:
+        """Feeds whose time passed while no bridge ran are spread over `spread_s` seconds rather
+        than all fetched at once (and kept clustered ever after)."""
+        result = await self.db.execute(
+            "UPDATE feeds SET next_poll_at = now() + make_interval(secs => random() * $1) "
+            "WHERE next_poll_at < now() AND (lease_until IS NULL OR lease_until < now())",
+            spread_s,
+        )
+        return int(result.rsplit(" ", 1)[-1])
+
     async def baseline(self, url: str, fetched: Fetched, next_in: float) -> bool:
         """A feed fetched when a room subscribed: if nobody polled it yet, its current items are
         recorded as seen (never posted) and its first poll is scheduled. False if it was known."""

@@ -5,6 +5,7 @@ a host; every other internal address stays refused."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fakes.feeds import FakeFeeds, item
@@ -76,6 +77,13 @@ async def test_subscribe_post_restart_list_remove(bridge_factory: Any, make_user
     await alice.send_text(room, "!hookshot feed list")
     await alice.wait_for_message(room, is_notice_with(f"Currently subscribed to these feeds:\n- [Blog]({url})"))
 
+    await alice.send_text(room, "!hookshot feed list yaml")
+    await alice.wait_for_message(room, is_notice_with(f"```yaml\n- url: {url}\n  label: Blog\n```"))
+    await alice.send_text(room, "!hookshot feed remove https://elsewhere.example.org/feed")
+    await alice.wait_for_message(
+        room, is_notice_with('Feed "https://elsewhere.example.org/feed" is not currently bridged to this room')
+    )
+
     await alice.send_text(room, f"!hookshot feed remove {url}")
     await alice.wait_for_message(room, is_notice_with(f"Unsubscribed from `{url}`"))
     assert await integration(harness).store.last_results(url) == []  # no subscriber: forgotten
@@ -134,3 +142,60 @@ async def _connections(harness: BridgeHarness, room: str, user_id: str) -> list[
     )
     assert status == 200
     return list(body)
+
+
+async def test_sigkill_mid_burst_misses_nothing_and_doubles_nothing(
+    bridge_factory: Any, make_user: Any, aiohttp_server: Any
+) -> None:
+    """The bridge as its own process is killed while a burst of new items is being posted, and
+    again while the next poll may be running; after the restarts every item is in the room once."""
+    import asyncpg
+
+    fake = FakeFeeds()
+    server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    url = f"http://127.0.0.1:{server.port}/feeds/burst"
+    fake.set_items("burst", [item(0)], title="Burst")
+    harness = await bridge_factory({**FEEDS_CONFIG, "feeds": {**FEEDS_CONFIG["feeds"], "maxItemsPerPoll": 50}},
+                                   start=False)
+    await harness.spawn()
+    alice = await make_user("alice")
+    room = await room_with_bot(alice)
+    status, body = await http(
+        "PUT", f"{harness.base_url}/v1/{room}/connections/{EVENT_TYPE}?userId={alice.user_id}",
+        json={"url": url, "template": "item $TITLE"}, headers={"Authorization": f"Bearer {PROVISIONING_SECRET}"},
+    )
+    assert status == 200, body
+
+    async def make_due() -> None:
+        conn = await asyncpg.connect(harness.dsn)
+        try:
+            await conn.execute("UPDATE feeds SET next_poll_at = now()")
+        finally:
+            await conn.close()
+
+    async def posted() -> list[str]:
+        events = await alice.messages(room, limit=200)
+        return [e["content"]["body"] for e in events if str((e.get("content") or {}).get("body", "")).startswith("item ")]
+
+    n = 30
+    fake.set_items("burst", [item(i) for i in range(n, -1, -1)], title="Burst")
+    await make_due()
+    await eventually(posted, timeout=30, interval=0.05)  # the first items of the burst are in the room
+    harness.kill()
+    await harness.spawn()
+    fake.set_items("burst", [item(i) for i in range(n + 5, -1, -1)], title="Burst")
+    await make_due()
+    await asyncio.sleep(5.5)  # the restarted poller notices feeds made due behind its back within 5 s
+    harness.kill()
+    await harness.spawn()
+    await make_due()
+
+    async def all_posted() -> list[str] | None:
+        bodies = await posted()
+        return bodies if len(bodies) >= n + 5 else None
+
+    bodies = await eventually(all_posted, timeout=60, interval=0.5)
+    await asyncio.sleep(1)
+    bodies = await posted()
+    assert bodies == [f"item Post {i}" for i in range(1, n + 6)], harness.log_tail()
+    await harness.terminate()
