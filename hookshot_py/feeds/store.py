@@ -1,4 +1,4 @@
-"""Feed poll state and seen items in Postgres (tables `feeds` and `feed_items`, migration 0004).
+"""Feed poll state and seen items in Postgres (tables `feeds` and `feed_items`, migration 0005).
 
 One `feeds` row per fetched URL, shared by every room subscribed to it and by every bridge process:
 a process claims due feeds with `FOR UPDATE SKIP LOCKED` and a lease, so each feed is polled once

@@ -1,14 +1,14 @@
 """Feeds: poll state per feed URL and the items already seen, shared by every room and process.
 
-Revision ID: 0004_feeds
-Revises: 0003_barkeep
+Revision ID: 0005_feeds
+Revises: 0004_txn_digest
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
-revision = "0004_feeds"
-down_revision = "0003_barkeep"
+revision = "0005_feeds"
+down_revision = "0004_txn_digest"
 branch_labels = None
 depends_on = None
 
