@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
 from fakes.feeds import FakeFeeds
+
 from hookshot_py.net.guard import UrlPolicy
 
 LOCAL = UrlPolicy.create(allowed_ranges=["127.0.0.1/32"])

@@ -9,12 +9,13 @@ import asyncio
 from typing import Any
 
 from fakes.feeds import FakeFeeds, item
-from hookshot_py.feeds.connection import EVENT_TYPE
-from hookshot_py.feeds.format import ITEM_KEY
-from hookshot_py.feeds.integration import FeedsIntegration
 from support.bridge import PROVISIONING_SECRET, BridgeHarness
 from support.fixtures import room_with_bot
 from support.helpers import eventually, http, is_notice_with, wait_state
+
+from hookshot_py.feeds.connection import EVENT_TYPE
+from hookshot_py.feeds.format import ITEM_KEY
+from hookshot_py.feeds.integration import FeedsIntegration
 
 FEEDS_CONFIG = {
     "feeds": {"enabled": True, "pollIntervalSeconds": 3600, "pollTimeoutSeconds": 5},

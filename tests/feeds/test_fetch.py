@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from fakes.feeds import FakeFeeds, item
+
 from hookshot_py.feeds.fetch import FeedFetcher, FetchError, parse_retry_after
 from hookshot_py.net.guard import UrlPolicy, guarded_session
 

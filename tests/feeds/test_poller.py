@@ -12,8 +12,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
 from fakes.feeds import FakeFeeds, item
+from support.bridge import create_database
+
 from hookshot_py.config import FeedsConfig
 from hookshot_py.connections.base import connection_id
 from hookshot_py.db.database import Database
@@ -24,7 +25,6 @@ from hookshot_py.feeds.store import FeedStore, LostLease
 from hookshot_py.matrix.outbox import Outbox
 from hookshot_py.metrics import Metrics
 from hookshot_py.net.guard import guarded_session
-from support.bridge import create_database
 
 from .conftest import LOCAL
 
