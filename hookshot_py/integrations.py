@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hookshot_py.barkeep.integration import create as barkeep
+from hookshot_py.feeds.integration import create as feeds
 from hookshot_py.generic.integration import create as generic
 from hookshot_py.gitflic.integration import create as gitflic
 from hookshot_py.github.integration import create as github
@@ -18,6 +19,7 @@ FACTORIES: list[Factory] = [
     github,
     gitflic,
     barkeep,
+    feeds,
     generic,
 ]
 

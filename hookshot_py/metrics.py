@@ -52,6 +52,12 @@ class Metrics:
         self.commands = Counter(
             "hookshot_commands", "Bot commands handled", ["outcome"], registry=r
         )
+        # hookshot's feed metrics (all processes' feeds: the state is shared in Postgres).
+        self.feeds_count = Gauge("hookshot_feeds_count", "Feeds polled", registry=r)
+        self.feeds_fetch_ms = Gauge("hookshot_feeds_fetch_ms", "Time the last feed poll took", registry=r)
+        self.feeds_failing = Gauge(
+            "hookshot_feeds_failing", "Feeds failing, by reason", ["reason"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -27,7 +27,6 @@ from hookshot_py.config.sections import (
 UNSUPPORTED_SECTIONS = {
     "gitlab": "gitlab",
     "jira": "jira",
-    "feeds": "feeds",
     "figma": "figma",
     "openProject": "open_project",
     "challengeHound": "challenge_hound",
@@ -276,15 +275,17 @@ def _check_services(config: Config, listeners: list[_Listener], source: str, pro
             ("github", config.github is not None),
             ("gitflic", config.gitflic is not None),
             ("barkeep", config.barkeep is not None),
+            ("feeds", config.feeds is not None and config.feeds.enabled),
         )
         if on
     ]
     if not enabled:
         note = f" ({', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not supported yet)" if ignored else ""
         problems.add(
-            source, f"no service is enabled; configure at least one of generic, github, gitflic, barkeep{note}"
+            source, f"no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds{note}"
         )
 
-    receivers = [name for name in enabled if name != "barkeep"]  # Barkeep is polled, it sends no webhooks
+    # Barkeep and feeds are polled: they need no webhooks listener.
+    receivers = [name for name in enabled if name not in ("barkeep", "feeds")]
     if receivers and not any("webhooks" in lst.config.resources for lst in listeners):
         problems.add("listeners", f'no listener serves the "webhooks" resource, needed by {", ".join(receivers)}')

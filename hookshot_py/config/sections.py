@@ -250,6 +250,40 @@ class BarkeepConfig:
             raise ConfigError(join(path, "instances"), "configure at least one Barkeep instance")
 
 
+@section
+class FeedsConfig:
+    """hookshot's keys, plus ours: the shortest interval a feed's state may ask for, the cap on
+    items posted per poll, and the largest feed body read."""
+
+    enabled: bool = False
+    poll_interval_seconds: int = key(default=600, parse=values.positive_int)
+    poll_timeout_seconds: int = key(default=30, parse=values.positive_int)
+    poll_concurrency: int = key(default=4, parse=values.positive_int)
+    min_poll_interval_seconds: int | None = key(default=None, parse=values.positive_int)
+    """None: `pollIntervalSeconds` (a feed is never polled more often, as in hookshot)."""
+    max_items_per_poll: int = key(default=10, parse=values.positive_int)
+    max_feed_size: int = key(default=10 * 1024 * 1024, parse=values.size_bytes)
+    """Bytes, after decompression."""
+
+    @property
+    def min_interval(self) -> int:
+        return self.min_poll_interval_seconds or self.poll_interval_seconds
+
+    def post_load(self, path: str) -> None:
+        if self.min_poll_interval_seconds is not None and self.min_poll_interval_seconds > self.poll_interval_seconds:
+            raise ConfigError(
+                join(path, "minPollIntervalSeconds"), "must not be larger than pollIntervalSeconds"
+            )
+
+
+@section
+class OutboundUrlsConfig:
+    """What URLs given by users or forges (feeds...) may reach besides public addresses."""
+
+    allowed_hosts: list[str] = field(default_factory=list)
+    allowed_ip_ranges: list[str] = key(default_factory=list, parse=values.ip_ranges)
+
+
 # -- hookshot sections hookshot_py does not implement yet (validated, then ignored) ---------------------
 
 
@@ -309,14 +343,6 @@ class JiraConfig:
         for name, value in needed.items():
             if not value:
                 raise ConfigError(join(join(path, "oauth"), name), f"required {why}")
-
-
-@section
-class FeedsConfig:
-    enabled: bool = False
-    poll_interval_seconds: int = key(default=600, parse=values.positive_int)
-    poll_timeout_seconds: int = key(default=30, parse=values.positive_int)
-    poll_concurrency: int = key(default=4, parse=values.positive_int)
 
 
 @section
@@ -453,6 +479,7 @@ class Config:
     gitlab: GitLabConfig | None = None
     jira: JiraConfig | None = None
     feeds: FeedsConfig | None = None
+    outbound_urls: OutboundUrlsConfig = field(default_factory=OutboundUrlsConfig)
     figma: FigmaConfig | None = None
     open_project: OpenProjectConfig | None = None
     challenge_hound: ChallengeHoundConfig | None = None

@@ -5,6 +5,7 @@ Each takes ``(value, path)`` and returns the converted value or raises :class:`C
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -164,3 +165,19 @@ def size_bytes(value: Any, path: str) -> int:
             path, f'expected a size like "1mb", "512kb" or "2gb", or a positive number of bytes, got {describe(value)}'
         )
     return int(size)
+
+
+def ip_ranges(value: Any, path: str) -> list[str]:
+    """A list of addresses or CIDR ranges (``10.0.0.0/8``, ``fd00::/8``, ``127.0.0.1``)."""
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected a list of address ranges, got {describe(value)}")
+    for i, item in enumerate(value):
+        try:
+            ipaddress.ip_network(str(item).strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{path}[{i}]", f"expected an address or CIDR range like 10.0.0.0/8, got {describe(item)}"
+            )
+        if not isinstance(item, str):
+            raise ConfigError(f"{path}[{i}]", f"expected a string, got {describe(item)}")
+    return list(value)

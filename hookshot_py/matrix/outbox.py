@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from hookshot_py import jsonsafe
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.gateway import MatrixGateway, SendError
@@ -82,8 +84,28 @@ class Outbox:
         no text the bridge relays pings anyone by accident."""
         if not events:
             return []
+        rows = await self._insert(self.db, events)
+        self.queued(rows)
+        return [r["id"] for r in rows]
+
+    async def enqueue_in(self, conn: asyncpg.Connection, events: Sequence[OutgoingEvent]) -> list[Any]:
+        """Queue `events` inside the caller's transaction on `conn`, so they are stored if and only
+        if the caller's own writes are (a feed's items marked seen, say). Call `queued(rows)` once
+        the transaction has committed: only then may the sender see the rows."""
+        if not events:
+            return []
+        return await self._insert(conn, events)
+
+    def queued(self, rows: Sequence[Any]) -> None:
+        """Rows returned by `enqueue_in` are committed: count them and wake their rooms."""
+        self._depth += len(rows)
+        self.metrics.outbox_depth.set(self._depth)
+        for room_id in {r["room_id"] for r in rows}:
+            self.wake(room_id)
+
+    async def _insert(self, conn: Database | asyncpg.Connection, events: Sequence[OutgoingEvent]) -> list[Any]:
         bot = self.gateway.bot_mxid
-        rows = await self.db.fetch(
+        return await conn.fetch(
             """
             INSERT INTO outbox (room_id, sender, event_type, content, dedupe_key)
             SELECT r, s, t, c::jsonb, d
@@ -97,11 +119,6 @@ class Outbox:
             [jsonsafe.dumps_storable(_final_content(e)) for e in events],
             [e.dedupe_key for e in events],
         )
-        self._depth += len(rows)
-        self.metrics.outbox_depth.set(self._depth)
-        for room_id in {r["room_id"] for r in rows}:
-            self.wake(room_id)
-        return [r["id"] for r in rows]
 
     async def wait_sent(self, ids: Sequence[int], timeout: float) -> list[str | None]:
         """Wait until the rows are delivered; returns event ids (None for a row that failed

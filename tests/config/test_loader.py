@@ -303,7 +303,7 @@ def test_hookshot_only_sections_are_validated_and_ignored_with_warnings() -> Non
     suffix = "not supported by hookshot_py yet; section ignored"
     ignored = [w.split(":")[0] for w in config.warnings if w.endswith(suffix)]
     assert ignored == [
-        "jira", "feeds", "figma", "openProject", "challengeHound", "widgets", "cache", "queue",
+        "jira", "figma", "openProject", "challengeHound", "widgets", "cache", "queue",
         "encryption", "sentry", "serviceBots", "connections", "messaging",
     ]  # fmt: skip
 
@@ -611,11 +611,11 @@ BAD_CONFIGS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     # services
     (
         _set("generic.enabled", False),
-        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep",
+        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds",
     ),
     (
         _set("generic", None),
-        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep",
+        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds",
     ),
     (_set("gitflic", {"instances": {}}), "gitflic.instances: configure at least one GitFlic instance"),
     (
@@ -647,10 +647,11 @@ def test_only_unsupported_services_are_named_in_the_error() -> None:
     data = minimal()
     del data["generic"]
     data["gitlab"] = {"webhook": {"secret": "s"}}
-    data["feeds"] = {"enabled": True}
+    data["jira"] = {"webhook": {"secret": "s"}}
+    data["feeds"] = {"enabled": False}
     assert error_of(data) == (
-        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep "
-        "(gitlab, feeds are not supported yet)"
+        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds "
+        "(gitlab, jira are not supported yet)"
     )
 
 

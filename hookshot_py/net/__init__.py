@@ -1,0 +1,1 @@
+"""Outbound networking shared by the service packages (the URL guard)."""
