@@ -5,9 +5,10 @@ the engine costs a worker instead of the bridge, and a worker that stops answeri
 (wall-clock backstop) and replaced. Each call gets a fresh context in the worker
 (`js_worker.py`), with the time limit (hookshot's 500 ms) and a memory limit enforced by QuickJS.
 
-Fairness: one hook runs at most one script at a time, and at most `MAX_WAITING_PER_KEY` more
-wait behind it (then `SandboxBusy`), so a hook whose script loops forever holds one worker at
-most while the other hooks keep flowing through the rest.
+Fairness: one hook runs at most one script at a time, so a hook whose script loops forever holds
+one worker at most while the other hooks keep flowing through the rest. Calls of a hook wait
+their turn — at most `MAX_WAITING_PER_KEY` of them, for at most `MAX_WAIT_S` each — then get
+`SandboxBusy`: a burst to a fast script queues, a flood to a looping one is turned away.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 TIME_LIMIT_MS = 500
 MEMORY_LIMIT_BYTES = 64 * 1024 * 1024
 MAX_RESULT_CHARS = 4 * 1024 * 1024
-MAX_WAITING_PER_KEY = 16
+MAX_WAITING_PER_KEY = 256
+MAX_WAIT_S = 5.0
 # A worker gets this long beyond its two engine-limited evaluations (run, read the result)
 # before it is presumed stuck and killed.
 _BACKSTOP_SLACK_S = 2.0
@@ -108,8 +110,12 @@ class JsSandbox:
         time_limit_ms: int = TIME_LIMIT_MS,
         memory_limit: int = MEMORY_LIMIT_BYTES,
         max_result_chars: int = MAX_RESULT_CHARS,
+        max_waiting: int = MAX_WAITING_PER_KEY,
+        max_wait_s: float = MAX_WAIT_S,
     ) -> None:
         self.size = workers
+        self.max_waiting = max_waiting
+        self.max_wait_s = max_wait_s
         self.time_limit_ms = time_limit_ms
         self.memory_limit = memory_limit
         self.max_result_chars = max_result_chars
@@ -160,12 +166,19 @@ class JsSandbox:
 
     async def _call(self, message: dict[str, Any], *, key: str) -> dict[str, Any]:
         state = self._keys.setdefault(key, _Key())
-        if state.users > MAX_WAITING_PER_KEY:
+        if state.users > self.max_waiting:
             raise SandboxBusy(key)
         state.users += 1
         try:
-            async with state.lock:
+            try:
+                async with asyncio.timeout(self.max_wait_s):
+                    await state.lock.acquire()
+            except TimeoutError:
+                raise SandboxBusy(key) from None
+            try:
                 return await self._on_a_worker(message)
+            finally:
+                state.lock.release()
         finally:
             state.users -= 1
             if state.users == 0:

@@ -142,14 +142,32 @@ async def test_a_runaway_hook_never_stalls_the_others(sandbox: JsSandbox) -> Non
     assert finished[:30] == ["normal"] * 30 and finished[30:] == ["loop", "loop"]
 
 
-async def test_one_hook_cannot_queue_without_bound() -> None:
-    box = JsSandbox(workers=1, time_limit_ms=50)
+async def test_a_burst_to_a_fast_script_queues() -> None:
+    box = JsSandbox(workers=2)
     await box.start()
     try:
-        calls = [asyncio.create_task(run(box, "while (true) {}", key="flood")) for _ in range(MAX_WAITING_PER_KEY + 4)]
+        results = await asyncio.gather(*(run(box, NORMAL, {"who": i}, key="busy") for i in range(200)))
+        assert [r.value["plain"] for r in results] == [f"hello {i}" for i in range(200)]
+    finally:
+        await box.stop()
+
+
+async def test_one_hook_cannot_queue_without_bound() -> None:
+    box = JsSandbox(workers=1, time_limit_ms=50, max_waiting=MAX_WAITING_PER_KEY // 32, max_wait_s=60)
+    await box.start()
+    try:
+        calls = [asyncio.create_task(run(box, "while (true) {}", key="flood")) for _ in range(box.max_waiting + 4)]
         results = await asyncio.gather(*calls, return_exceptions=True)
         assert sum(isinstance(r, SandboxBusy) for r in results) == 3
         assert all(isinstance(r, (SandboxBusy, JsError)) for r in results)
+    finally:
+        await box.stop()
+    box = JsSandbox(workers=1, time_limit_ms=200, max_wait_s=0.5)
+    await box.start()
+    try:  # waiting longer than max_wait_s behind a looping script: turned away
+        calls = [asyncio.create_task(run(box, "while (true) {}", key="slow")) for _ in range(6)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert any(isinstance(r, SandboxBusy) for r in results) and isinstance(results[0], JsError)
         assert await run(box, NORMAL, {"who": "x"}, key="other") == JsResult(
             "object", {"version": "v2", "plain": "hello x"}
         )
