@@ -44,6 +44,8 @@ from null_homeserver import make_app as make_null_homeserver  # noqa: E402
 DOMAIN = "bench.test"
 SECRET = "b3nch-0a7f2c9e5d1b8f4a6c3e9d2b7f5a1c8e"  # provisioning secrets need 32+ characters
 EVENT_TYPE = "uk.half-shot.matrix-hookshot.generic.hook"
+# With --transform: a typical v2 script (reads the payload, builds markdown) giving the same body.
+TRANSFORM = "result = {version: 'v2', plain: data.text, mentions: {}}"
 
 
 class Sampler:
@@ -189,7 +191,7 @@ class Stack:
 
 
 @asynccontextmanager
-async def bridge_stack(null_homeserver: bool) -> AsyncIterator[Stack]:
+async def bridge_stack(null_homeserver: bool, transform: bool = False) -> AsyncIterator[Stack]:
     """Embedded Postgres, Synapse or the null homeserver, the bridge as a process, a webhook."""
     work = Path(tempfile.mkdtemp(prefix="hookshot-bench-"))
     as_port, listener_port = free_port(), free_port()
@@ -221,7 +223,8 @@ async def bridge_stack(null_homeserver: bool) -> AsyncIterator[Stack]:
             "logging": {"level": "warn"},
             "listeners": [{"port": listener_port, "bindAddress": "127.0.0.1", "resources": ["webhooks", "provisioning", "metrics"]}],
             "permissions": [{"actor": "*", "services": [{"service": "*", "level": "admin"}]}],
-            "generic": {"enabled": True, "urlPrefix": f"http://127.0.0.1:{listener_port}/webhook/", "userIdPrefix": "_webhooks_"},
+            "generic": {"enabled": True, "urlPrefix": f"http://127.0.0.1:{listener_port}/webhook/", "userIdPrefix": "_webhooks_",
+                        "allowJsTransformationFunctions": transform},
             "provisioning": {"secret": SECRET},
             "metrics": {"enabled": True},
             "database": {"url": dsn},
@@ -248,7 +251,8 @@ async def bridge_stack(null_homeserver: bool) -> AsyncIterator[Stack]:
             room, user_id = "!bench:" + DOMAIN, "@bench:" + DOMAIN
         async with aiohttp.ClientSession() as s:
             async with s.put(f"{base}/v1/{room}/connections/{EVENT_TYPE}", params={"userId": user_id},
-                             json={"name": "bench"}, headers={"Authorization": f"Bearer {SECRET}"}) as r:
+                             json={"name": "bench", **({"transformationFunction": TRANSFORM} if transform else {})},
+                             headers={"Authorization": f"Bearer {SECRET}"}) as r:
                 created = await r.json()
                 assert r.status == 200, created
         hook_url = created["secrets"]["url"]
@@ -276,9 +280,11 @@ async def main() -> None:
     ap.add_argument("-c", "--concurrency", type=int, default=32)
     ap.add_argument("--null-homeserver", action="store_true")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--transform", action="store_true",
+                    help="give the hook a transformation function (QuickJS sandbox) that writes the same text")
     args = ap.parse_args()
 
-    async with bridge_stack(args.null_homeserver) as stack:
+    async with bridge_stack(args.null_homeserver, args.transform) as stack:
         base, hook_url, user, room = stack.base, stack.hook_url, stack.user, stack.room
         run = f"bench-{int(time.time())}"
         with Sampler(stack.pid) as sampler:
@@ -311,6 +317,7 @@ async def main() -> None:
         print(f"hookshot_py generic webhook benchmark — {time.strftime('%Y-%m-%d')}, "
               f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
         print(f"homeserver:          {'null (acknowledges only)' if args.null_homeserver else 'Synapse (SQLite)'}")
+        print(f"transformation:      {'yes (QuickJS sandbox)' if args.transform else 'no'}")
         print(f"requests:            N={args.n} concurrency={args.concurrency}, non-202 answers: {failures}")
         print(f"accepted:            {args.n / elapsed:.0f} req/s ({elapsed:.2f} s)")
         print(f"HTTP latency:        p50 {pct(latencies, 50):.1f} ms, p95 {pct(latencies, 95):.1f} ms, p99 {pct(latencies, 99):.1f} ms")

@@ -22,6 +22,7 @@ class ErrCode(str, Enum):
     METHOD_NOT_ALLOWED = "HS_METHOD_NOT_ALLOWED"
     UNROUTABLE = "HS_UNROUTABLE"
     TOO_LARGE = "HS_TOO_LARGE"
+    LIMIT_EXCEEDED = "HS_LIMIT_EXCEEDED"
 
 
 STATUS: dict[ErrCode, int] = {
@@ -40,6 +41,7 @@ STATUS: dict[ErrCode, int] = {
     ErrCode.METHOD_NOT_ALLOWED: 405,
     ErrCode.UNROUTABLE: 400,
     ErrCode.TOO_LARGE: 413,
+    ErrCode.LIMIT_EXCEEDED: 429,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,24 @@ def notice(room_id: str, markdown: str) -> OutgoingEvent:
     return OutgoingEvent(room_id, content)
 
 
+# A fenced block (``` or ~~~, optional language); the closing fence may end the message.
+_CODE_BLOCK = re.compile(r"(?P<fence>```|~~~)[^\n]*\n(?P<code>.*?)(?:\n(?P=fence)|(?P=fence)|\Z)", re.DOTALL)
+_INLINE_CODE = re.compile(r"```(?P<code>[^\n]*?)```")
+
+
+def split_code_block(text: str) -> tuple[str, str | None]:
+    """`text` before its first fenced code block, and the block's content (None without one).
+
+    Code (a webhook's script) is taken as written, never split into arguments."""
+    match = _CODE_BLOCK.search(text)
+    if match is not None:
+        return text[: match.start()].strip(), match.group("code").strip("\n")
+    inline = _INLINE_CODE.search(text)
+    if inline is not None:
+        return text[: inline.start()].strip(), inline.group("code").strip()
+    return text, None
+
+
 @dataclass
 class CommandContext:
     room_id: str
@@ -51,6 +70,8 @@ class CommandContext:
     text: str = ""
     # The connection whose prefix (`!gh`) the command was sent with.
     connection: Connection | None = None
+    # The content of a fenced code block after the command, if any (see split_code_block).
+    code: str | None = None
 
     @property
     def conn(self) -> Connection:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hookshot_py.commands.context import CommandContext, CommandError
+from hookshot_py.commands.context import CommandContext, CommandError, split_code_block
 from hookshot_py.commands.registry import Command, CommandRegistry
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
@@ -145,6 +145,8 @@ class CommandDispatcher:
             return None
 
     async def _run(self, ctx: CommandContext, scope: Scope, text: str) -> None:
+        if scope.connection is None:
+            text, ctx.code = split_code_block(text)
         args = self._split(text)
         if args is None:
             if scope.connection is None:

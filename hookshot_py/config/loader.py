@@ -36,7 +36,6 @@ UNSUPPORTED_SECTIONS = {
     "encryption": "encryption",
     "sentry": "sentry",
     "serviceBots": "service_bots",
-    "connections": "connections",
     "messaging": "messaging",
 }
 
@@ -285,7 +284,37 @@ def _check_services(config: Config, listeners: list[_Listener], source: str, pro
             source, f"no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds{note}"
         )
 
+    _check_static_connections(config, problems)
+
     # Barkeep and feeds are polled: they need no webhooks listener.
     receivers = [name for name in enabled if name not in ("barkeep", "feeds")]
     if receivers and not any("webhooks" in lst.config.resources for lst in listeners):
         problems.add("listeners", f'no listener serves the "webhooks" resource, needed by {", ".join(receivers)}')
+
+
+# hookshot's only connection type that supports static configuration (`SupportsStaticConfiguration`).
+_STATIC_TYPES = ("uk.half-shot.matrix-hookshot.generic.hook", "uk.half-shot.matrix-github.generic.hook")
+
+
+def _check_static_connections(config: Config, problems: Problems) -> None:
+    """hookshot's `validateConnectionConfig`, less the state itself (checked by the connection
+    type when the bridge starts)."""
+    seen: dict[str, int] = {}
+    for i, conn in enumerate(config.connections or []):
+        path = f"connections[{i}]"
+        if conn.state_key in seen:
+            problems.add(
+                join(path, "stateKey"),
+                f'"{conn.state_key}" is already used by connections[{seen[conn.state_key]}]; '
+                "a static hook's stateKey is its URL id, so it must be unique",
+            )
+        seen.setdefault(conn.state_key, i)
+        if conn.connection_type not in _STATIC_TYPES:
+            problems.add(
+                join(path, "connectionType"),
+                f"{conn.connection_type} does not support static configuration (only {_STATIC_TYPES[0]} does)",
+            )
+        elif config.generic is None or not config.generic.enabled:
+            problems.add(join(path, "connectionType"), "Service 'generic' is not enabled in the config.")
+        if not conn.room_id.startswith("!"):
+            problems.add(join(path, "roomId"), f'expected a room id like "!abc:example.org", got "{conn.room_id}"')

@@ -132,6 +132,8 @@ class GenericConfig:
     payload_size_limit: int = key(default=1024 * 1024, parse=values.size_bytes)
     """Bytes."""
     outbound: bool = False
+    displayname_suffix: str = " (Webhook)"
+    """Appended to a hook's name to make its user's display name (hookshot PR #1257's key)."""
 
 
 @section

@@ -32,6 +32,9 @@ class Connection:
     id: str = ""
     # The type's typed view of `state`, parsed once (`ConnectionType.config_of`), never compared.
     parsed: Any = field(default=None, repr=False, compare=False)
+    # Declared in the config's `connections:` (hookshot's static connections): not in room state,
+    # never mirrored, and immutable from rooms and the API.
+    static: bool = False
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -112,6 +115,10 @@ class ConnectionType(ABC, Generic[ConfigT]):
 
     async def on_removed(self, conn: Connection, *, user_id: str | None) -> list[str]:
         """Clean up after removal (delete forge hooks...). Returns warnings; must not raise."""
+        return []
+
+    def static_connections(self) -> list[Connection]:
+        """This type's connections declared in the config (`static=True`); raise ConfigError if one is invalid."""
         return []
 
     async def start(self, conns: list[Connection]) -> None:

@@ -103,8 +103,9 @@ class ConnectionManager:
     # -- startup ----------------------------------------------------------------------------------
 
     async def load(self) -> int:
-        """Load every mirrored connection in one query (no room state is read)."""
-        by_type: dict[str, list[Connection]] = {}
+        """Load every mirrored connection in one query (no room state is read), then the static
+        connections declared in the config (which win over a mirrored one of the same key)."""
+        by_type: dict[str, dict[str, Connection]] = {}
         for row in await self.mirror.rows():
             ctype = self.type_for(row.event_type)
             if ctype is None:
@@ -116,11 +117,19 @@ class ConnectionManager:
                 log.warning("Not loading %s connection %s in %s: %s", ctype.type_name, row.state_key, row.room_id, e)
                 continue
             self._rooms.setdefault(conn.room_id, {})[conn.id] = conn
-            by_type.setdefault(conn.event_type, []).append(conn)
+            by_type.setdefault(conn.event_type, {})[conn.id] = conn
         for t in self.types:
-            await t.start(by_type.get(t.event_type, []))
+            for conn in t.static_connections():
+                t.config_of(conn)
+                self._rooms.setdefault(conn.room_id, {})[conn.id] = conn
+                by_type.setdefault(conn.event_type, {})[conn.id] = conn
+        for t in self.types:
+            await t.start(list(by_type.get(t.event_type, {}).values()))
         self._update_gauges()
         return sum(len(v) for v in by_type.values())
+
+    def static_rooms(self) -> set[str]:
+        return {conn.room_id for conn in self.all() if conn.static}
 
     async def reconcile(self, room_ids: Sequence[str] | None = None, concurrency: int = 4) -> None:
         """Bring the mirror in line with room state (the truth). Runs in the background."""
@@ -157,7 +166,7 @@ class ConnectionManager:
             if conn is not None:
                 seen.add(conn.id)
         for conn in self.connections(room_id):
-            if conn.id not in seen:
+            if conn.id not in seen and not conn.static:
                 log.info("Connection %s in %s is gone from room state; removing", conn.state_key, room_id)
                 await self._drop(conn)
 
@@ -240,6 +249,7 @@ class ConnectionManager:
         if not isinstance(patch, dict):
             raise ApiError(ErrCode.BAD_VALUE, "A JSON object must be provided.")
         current = self.get(room_id, connection_id)
+        _refuse_static(current)
         ctype = self.type_of(current)
         await self.assert_can_write(room_id, user_id, ctype)
         normalized = self._validated(ctype, {**current.state, **patch}, existing=current, is_new=True)
@@ -259,6 +269,7 @@ class ConnectionManager:
 
     async def remove(self, room_id: str, connection_id: str, *, user_id: str) -> list[str]:
         conn = self.get(room_id, connection_id)
+        _refuse_static(conn)
         ctype = self.type_of(conn)
         await self.assert_can_write(room_id, user_id, ctype)
         async with self._lock(room_id):
@@ -306,6 +317,9 @@ class ConnectionManager:
         content: dict[str, Any] = raw if isinstance(raw, dict) else {}
         async with self._lock(room_id):
             current = self.find(room_id, ctype.event_type, key)
+            if current is not None and current.static:
+                log.info("Ignoring %s state %s in %s: a static connection has that key", ctype.event_type, key, room_id)
+                return current
             if is_disabled(content):
                 if current is not None:
                     log.info("Connection %s in %s was removed from room state", key, room_id)
@@ -344,7 +358,8 @@ class ConnectionManager:
         """The bot left or was kicked: its connections there stop (room state keeps them)."""
         self.access.mark_joined(room_id, False)
         for conn in self.connections(room_id):
-            await self._drop(conn)
+            if not conn.static:  # declared in the config: back as soon as the bot is
+                await self._drop(conn)
 
     async def _notice(self, room_id: str, text: str) -> None:
         await self.outbox.enqueue([OutgoingEvent(room_id, {"msgtype": "m.notice", "body": text})])
@@ -355,3 +370,11 @@ class ConnectionManager:
             counts[self.type_of(conn).type_name] += 1
         for name, n in counts.items():
             self.metrics.connections.labels(type=name).set(n)
+
+
+def _refuse_static(conn: Connection) -> None:
+    if conn.static:
+        raise ApiError(
+            ErrCode.UNSUPPORTED_OPERATION,
+            "Connection is static and cannot be changed at runtime (it is declared in the bridge's config).",
+        )

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.parsers import expat
 
-__all__ = ["MAX_FORM_FIELDS", "MAX_JSON_DEPTH", "MAX_XML_DEPTH", "PayloadError", "parse_body"]
+__all__ = ["MAX_FORM_FIELDS", "MAX_JSON_DEPTH", "MAX_XML_DEPTH", "PayloadError", "parse_body", "scrub_surrogates"]
 
 # body-parser's `parameterLimit` default for urlencoded bodies.
 MAX_FORM_FIELDS = 1000
@@ -194,6 +194,11 @@ def _check_json_tree(data: object, text: str) -> object:
             stack.extend((child, depth + 1) for child in children)
     # Lone surrogates can only come from `\uD800`-style escapes; skip the rebuild without them.
     return _scrub_tree(data) if _SURROGATE_ESCAPE.search(text) else data
+
+
+def scrub_surrogates(data: object) -> object:
+    """Replace lone surrogates in every string of JSON-like `data` (they cannot be sent as UTF-8)."""
+    return _scrub_tree(data)
 
 
 def _scrub_tree(data: object) -> object:

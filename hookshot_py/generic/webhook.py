@@ -2,12 +2,21 @@
 
 A request is answered 202 only once its message is a committed outbox row (200 after it was
 sent, with `waitForComplete`). Bad input gets a precise 4xx, never a 500.
+
+A hook with a transformation function runs it in the sandbox first (never on the event loop).
+What it returns is read as hookshot reads it (`transform.py`). When it fails (throws, times out,
+returns a bad result) the room gets hookshot's failure notice and, with `waitForComplete`, the
+caller gets the error (422). A `webhookResponse` from the script is the answer, with or without
+`waitForComplete` (the script has run before the answer either way).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-import re
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -16,24 +25,40 @@ from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.cpu_pool import CpuPool, CpuPoolError
 from hookshot_py.errors import ApiError, ErrCode
-from hookshot_py.generic.connection import GenericHookType
+from hookshot_py.generic.connection import GenericHookType, HookConfig
 from hookshot_py.generic.format import render_fallback, render_message
 from hookshot_py.generic.payload import PayloadError, parse_body
+from hookshot_py.generic.sandbox import JsError, SandboxBusy
+from hookshot_py.generic.transform import (
+    Transformed,
+    TransformError,
+    WebhookResponse,
+    failure_content,
+    interpret,
+    message_content,
+)
 from hookshot_py.listeners.http import read_body
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
-from hookshot_py.matrix.profiles import Profiles
 
 log = logging.getLogger(__name__)
 
 WAIT_FOR_COMPLETE_TIMEOUT_S = 10.0
-# Bodies up to this size render in a fraction of a second even when built to be slow.
+# Bodies above this render in the CPU pool's "heavy" lane, so they never hold up small ones.
 LIGHT_BODY_BYTES = 4 * 1024
 _ALLOWED_METHODS = {"POST", "PUT"}
+# A script's answer is served from the bridge's origin: never let a browser run or frame it.
+_SCRIPT_RESPONSE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
 
 
-def ghost_user_id(prefix: str, name: str, domain: str) -> str:
-    localpart = re.sub(r"[^a-z0-9\-.=_]", "", name.lower())
-    return f"@{prefix}{localpart}:{domain}"
+@dataclass(frozen=True)
+class _Outcome:
+    content: dict[str, Any] | None  # None: nothing to post (the script said `empty`)
+    response: WebhookResponse | None = None
+    error: str | None = None  # the transformation failed: why
 
 
 class GenericWebhooks:
@@ -43,16 +68,12 @@ class GenericWebhooks:
         hooks: GenericHookType,
         manager: ConnectionManager,
         outbox: Outbox,
-        profiles: Profiles,
-        domain: str,
         cpu: CpuPool,
     ) -> None:
         self.config = config
         self.hooks = hooks
         self.manager = manager
         self.outbox = outbox
-        self.profiles = profiles
-        self.domain = domain
         self.cpu = cpu
 
     def add_routes(self, app: web.Application) -> None:
@@ -87,30 +108,111 @@ class GenericWebhooks:
             data = parse_body(request.method, request.headers.get("Content-Type"), raw, request.query)
         except PayloadError as e:
             raise ApiError(ErrCode.BAD_VALUE, str(e), {"ok": False}) from e
-        include_body = hook.include_hook_body
-        # Markdown and HTML cost CPU the sender controls: off the event loop, with a deadline;
-        # large bodies queue among themselves so they never hold up the small ones.
-        render = self.cpu.run_heavy if len(raw) > LIGHT_BODY_BYTES else self.cpu.run
+
+        big = len(raw) > LIGHT_BODY_BYTES
+        if hook.transformation_function is not None:
+            outcome = await self._transform(conn, hook, hook_id, data, big=big)
+        else:
+            outcome = _Outcome(await self._render(conn, hook, data, big=big))
+        return await self._deliver(conn, hook, outcome)
+
+    # -- making the message ---------------------------------------------------------------------
+
+    async def _render(self, conn: Connection, hook: HookConfig, data: object, *, big: bool) -> dict[str, Any]:
+        """Markdown and HTML cost CPU the sender controls: off the event loop, with a deadline;
+        past it (or if a worker fails) the message is posted as plain text."""
+        render = self.cpu.run_heavy if big else self.cpu.run
         try:
-            content = await render(render_message, data, hook_name=conn.state_key, include_hook_body=include_body)
+            return await render(
+                render_message, data, hook_name=conn.state_key, include_hook_body=hook.include_hook_body,
+                msgtype=hook.msgtype,
+            )
         except CpuPoolError as e:
             log.warning("Webhook %r: %s; posting it as plain text", conn.state_key, e)
-            content = render_fallback(data)
-        sender = None
-        if self.config.user_id_prefix:
-            sender = ghost_user_id(self.config.user_id_prefix, conn.state_key, self.domain)
-            await self.profiles.want(sender, f"{conn.state_key} (Webhook)")
-        ids = await self.outbox.enqueue([OutgoingEvent(conn.room_id, content, sender=sender)])
-        if not hook.wait_for_complete:
-            return web.json_response({"ok": True}, status=202)
-        try:
-            results = await self.outbox.wait_sent(ids, WAIT_FOR_COMPLETE_TIMEOUT_S)
-        except TimeoutError:
-            # Durably queued but the homeserver is slow or down: say so instead of failing.
-            return web.json_response({"ok": True, "sent": False}, status=202)
-        if any(r is None for r in results):
-            return web.json_response(
-                {"ok": False, "errcode": ErrCode.UNKNOWN.value, "error": "The homeserver refused the message."},
-                status=502,
+            return render_fallback(data, msgtype=hook.msgtype)
+
+    async def _transform(
+        self, conn: Connection, hook: HookConfig, hook_id: str, data: object, *, big: bool
+    ) -> _Outcome:
+        sandbox = self.hooks.sandbox
+        if sandbox is None:
+            # State written while scripts were allowed, read back after they were turned off.
+            raise ApiError(
+                ErrCode.DISABLED_FEATURE,
+                "This webhook has a transformation function, and this bridge does not allow them "
+                "(generic.allowJsTransformationFunctions).",
+                {"ok": False},
             )
-        return web.json_response({"ok": True, "eventId": results[0]}, status=200)
+        script, include_body = hook.transformation_function or "", hook.include_hook_body
+        data_json = await asyncio.to_thread(json.dumps, data) if big else json.dumps(data)
+        try:
+            result = interpret(await sandbox.run(script, data_json, key=hook_id))
+        except SandboxBusy:
+            raise ApiError(
+                ErrCode.LIMIT_EXCEEDED,
+                "Too many requests for this webhook are waiting for its transformation function; retry later.",
+                {"ok": False},
+            ) from None
+        except (JsError, TransformError) as e:
+            reason = e.describe() if isinstance(e, JsError) else str(e)
+            log.warning("Transformation function of webhook %s in %s failed: %s", conn.state_key, conn.room_id, reason)
+            content = failure_content(data, include_hook_body=include_body)
+            return _Outcome(content, error=reason)
+        if result.plain is None:
+            return _Outcome(None, result.response)
+        return _Outcome(await self._content(result, hook, data), result.response)
+
+    async def _content(self, result: Transformed, hook: HookConfig, data: object) -> dict[str, Any]:
+        size = len(result.plain or "") + len(result.html or "")
+        render = self.cpu.run_heavy if size > LIGHT_BODY_BYTES else self.cpu.run
+        try:
+            return await render(
+                message_content, result, data, include_hook_body=hook.include_hook_body, default_msgtype=hook.msgtype
+            )
+        except CpuPoolError as e:
+            log.warning("Webhook %r: %s; posting the script's text as is", hook.name, e)
+            return render_fallback(result.plain or "", msgtype=hook.msgtype)
+
+    # -- answering ----------------------------------------------------------------------------------
+
+    async def _deliver(self, conn: Connection, hook: HookConfig, outcome: _Outcome) -> web.Response:
+        wait = hook.wait_for_complete
+        event_id: str | None = None
+        if outcome.content is not None:
+            sender = self.hooks.sender_for(conn)
+            ids = await self.outbox.enqueue([OutgoingEvent(conn.room_id, outcome.content, sender=sender)])
+            if wait:
+                try:
+                    results = await self.outbox.wait_sent(ids, WAIT_FOR_COMPLETE_TIMEOUT_S)
+                except TimeoutError:
+                    # Durably queued but the homeserver is slow or down: say so instead of failing.
+                    if outcome.error is None and outcome.response is None:
+                        return web.json_response({"ok": True, "sent": False}, status=202)
+                    results = [""]
+                if any(r is None for r in results) and outcome.error is None:
+                    return web.json_response(
+                        {"ok": False, "errcode": ErrCode.UNKNOWN.value, "error": "The homeserver refused the message."},
+                        status=502,
+                    )
+                event_id = results[0] if results else None
+        if outcome.error is not None:
+            if not wait:
+                return web.json_response({"ok": True}, status=202)  # the room was told; as hookshot
+            raise ApiError(
+                ErrCode.BAD_VALUE,
+                f"The webhook's transformation function failed: {outcome.error}",
+                {"ok": False},
+                status=422,
+            )
+        if outcome.response is not None:
+            return _script_response(outcome.response)
+        if not wait:
+            return web.json_response({"ok": True}, status=202)
+        return web.json_response({"ok": True, **({"eventId": event_id} if event_id else {})}, status=200)
+
+
+def _script_response(response: WebhookResponse) -> web.Response:
+    resp = web.Response(status=response.status or 200, body=response.body.encode())
+    resp.headers["Content-Type"] = response.content_type or "text/plain; charset=utf-8"
+    resp.headers.update(_SCRIPT_RESPONSE_HEADERS)
+    return resp

@@ -26,16 +26,33 @@ class Profiles:
         self._wanted: dict[str, Profile] = {}
         self._applied: dict[str, Profile] = {}
 
-    async def want(self, user_id: str, displayname: str | None, avatar_url: str | None = None) -> None:
+    async def want(self, user_id: str, displayname: str | None, avatar_url: str | None = None) -> bool:
+        """Record the profile `user_id` should have; True if that is a change."""
         profile = (displayname, avatar_url)
         if self._wanted.get(user_id) == profile:
-            return
+            return False
         await self.db.execute(
             "INSERT INTO ghost_profiles (user_id, displayname, avatar_url) VALUES ($1, $2, $3) "
             "ON CONFLICT (user_id) DO UPDATE SET displayname = $2, avatar_url = $3",
             user_id, displayname, avatar_url,
         )
         self._wanted[user_id] = profile
+        return True
+
+    async def want_many(self, wanted: dict[str, Profile]) -> None:
+        """`want` for many users at once (start-up): one read, and writes only for changes."""
+        if not wanted:
+            return
+        rows = await self.db.fetch(
+            "SELECT user_id, displayname, avatar_url FROM ghost_profiles WHERE user_id = ANY($1::text[])",
+            list(wanted),
+        )
+        stored = {r["user_id"]: (r["displayname"], r["avatar_url"]) for r in rows}
+        for user_id, profile in wanted.items():
+            if stored.get(user_id) == profile:
+                self._wanted[user_id] = profile
+            else:
+                await self.want(user_id, *profile)
 
     async def ensure_applied(self, user_id: str) -> None:
         if user_id == self.gateway.bot_mxid:

@@ -289,7 +289,6 @@ def test_hookshot_only_sections_are_validated_and_ignored_with_warnings() -> Non
             encryption={"storagePath": "./crypto"},
             sentry={"dsn": "https://k@sentry.example.com/1"},
             serviceBots=[{"localpart": "feeds", "prefix": "!feeds", "service": "feeds"}],
-            connections=[{"connectionType": "t", "stateKey": "k", "roomId": "!r", "state": {"name": "x"}}],
             messaging={"allowUrlPreviews": False},
         )
     )
@@ -298,13 +297,12 @@ def test_hookshot_only_sections_are_validated_and_ignored_with_warnings() -> Non
     assert config.widgets.branding.widget_title == "Hi"
     assert config.widgets.public_url == "https://x/widgetapi/v1/static/"
     assert config.queue.host == "redis"
-    assert config.connections[0].state == {"name": "x"}
     assert config.messaging.allow_url_previews is False
     suffix = "not supported by hookshot_py yet; section ignored"
     ignored = [w.split(":")[0] for w in config.warnings if w.endswith(suffix)]
     assert ignored == [
         "jira", "figma", "openProject", "challengeHound", "widgets", "cache", "queue",
-        "encryption", "sentry", "serviceBots", "connections", "messaging",
+        "encryption", "sentry", "serviceBots", "messaging",
     ]  # fmt: skip
 
 
@@ -459,16 +457,17 @@ def test_extra_files_are_shallow_merged_and_connections_concatenated(tmp_path: P
     import yaml
 
     base = minimal()
-    base["connections"] = [{"connectionType": "a", "stateKey": "1", "roomId": "!r", "state": {}}]
+    hook = "uk.half-shot.matrix-hookshot.generic.hook"
+    base["connections"] = [{"connectionType": hook, "stateKey": "1", "roomId": "!r", "state": {}}]
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     overlay = {
         "logging": {"level": "debug"},
-        "connections": [{"connectionType": "b", "stateKey": "2", "roomId": "!r", "state": {}}],
+        "connections": [{"connectionType": hook, "stateKey": "2", "roomId": "!r", "state": {}}],
     }
     (tmp_path / "more.yaml").write_text(yaml.safe_dump(overlay))
     config = load_config(tmp_path / "base.yaml", tmp_path / "more.yaml", env={})
     assert config.logging.level == "debug"
-    assert [c.connection_type for c in config.connections] == ["a", "b"]
+    assert [c.state_key for c in config.connections] == ["1", "2"]
 
 
 # -- bad configs: one line naming the key path -----------------------------------------------------------
@@ -788,3 +787,36 @@ def test_all_mistakes_of_a_file_are_listed(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as info:
         load_config(path)
     assert [e.path for e in info.value.errors] == ["bridge.url", "generic.enabeld", "provisioning.secret"]
+
+# -- static connections ----------------------------------------------------------------------------------
+
+HOOK = "uk.half-shot.matrix-hookshot.generic.hook"
+
+
+def _static(**fields: Any) -> dict[str, Any]:
+    return {"connectionType": HOOK, "stateKey": "abc", "roomId": "!room:x", "state": {"name": "hook"}, **fields}
+
+
+def test_static_generic_hooks_load() -> None:
+    config = parse(with_(lambda d: d.update(connections=[_static(), _static(stateKey="def")])))
+    assert [(c.connection_type, c.state_key, c.room_id) for c in config.connections] == [
+        (HOOK, "abc", "!room:x"), (HOOK, "def", "!room:x"),
+    ]  # fmt: skip
+    assert not any(w.startswith("connections") for w in config.warnings)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d.update(connections=[_static(connectionType="uk.half-shot.matrix-hookshot.feed")]),
+         "connections[0].connectionType: uk.half-shot.matrix-hookshot.feed does not support static configuration"),
+        (lambda d: d.update(connections=[_static(), _static(roomId="!other:x")]),
+         'connections[1].stateKey: "abc" is already used by connections[0]'),
+        (lambda d: d.update(connections=[_static(roomId="#alias:x")]),
+         'connections[0].roomId: expected a room id like "!abc:example.org", got "#alias:x"'),
+        (lambda d: (d["generic"].update(enabled=False), d.update(github={}, connections=[_static()])),
+         "connections[0].connectionType: Service 'generic' is not enabled in the config."),
+    ],
+)  # fmt: skip
+def test_static_connections_are_checked(change: Callable[[dict[str, Any]], None], expected: str) -> None:
+    assert error_of(with_(change)).startswith(expected)

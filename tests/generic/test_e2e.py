@@ -80,7 +80,7 @@ async def test_list_remove_help_usage_and_refusals(bridge, make_user):
     alice = await make_user("alice")
     room = await room_with_bot(alice)
     await alice.send_text(room, "!hookshot webhook")
-    await alice.wait_for_message(room, is_notice_with("Usage: `!hookshot webhook <name>`"))
+    await alice.wait_for_message(room, is_notice_with("Usage: `!hookshot webhook <name> [duration]"))
     await alice.send_text(room, "!hookshot webhook ab")
     await alice.wait_for_message(room, is_notice_with("between 3 and 64"))
     await alice.send_text(room, "!hookshot webhook one")
