@@ -21,8 +21,8 @@ from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.connections.validation import command_prefix, unknown_fields
 from hookshot_py.errors import ApiError, ValidationIssue
 from hookshot_py.gitflic.commands import ProjectCommands
-from hookshot_py.gitflic.events import DEFAULT_EVENTS, SUBSCRIPTION_FLAGS, validate_events
 from hookshot_py.gitflic.hooks import ProjectHooks, ordered_events
+from hookshot_py.gitflic.models import DEFAULT_EVENTS, SUBSCRIPTION_FLAGS, validate_events
 from hookshot_py.gitflic.project import (
     DEFAULT_PREFIX,
     EVENT_TYPE,

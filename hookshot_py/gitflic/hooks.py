@@ -19,7 +19,7 @@ import aiohttp
 from hookshot_py.config import GitFlicConfig
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.gitflic.client import GitFlicClient, GitFlicError, Webhook
-from hookshot_py.gitflic.events import SUBSCRIPTION_FLAGS
+from hookshot_py.gitflic.models import SUBSCRIPTION_FLAGS
 from hookshot_py.gitflic.project import ProjectRef, project_key, project_web_url, webhook_url
 from hookshot_py.gitflic.store import HookRecord, HookStore, new_secret
 from hookshot_py.tokens import TokenStore

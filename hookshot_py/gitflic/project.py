@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from hookshot_py.config import GitFlicConfig
 from hookshot_py.connections.base import Connection
-from hookshot_py.gitflic.events import DEFAULT_EVENTS
+from hookshot_py.gitflic.models import DEFAULT_EVENTS
 
 EVENT_TYPE = "uk.half-shot.matrix-hookshot.gitflic.project"
 DEFAULT_PREFIX = "!gf"

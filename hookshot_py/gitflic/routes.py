@@ -20,8 +20,8 @@ from hookshot_py.config import GitFlicConfig
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.errors import ApiError, ErrCode
-from hookshot_py.gitflic.events import is_wanted
 from hookshot_py.gitflic.format import format_delivery
+from hookshot_py.gitflic.models import is_wanted
 from hookshot_py.gitflic.project import EVENT_TYPE, WEBHOOK_PATH, events_of, project_key, ref_of
 from hookshot_py.gitflic.store import HookRecord, HookStore
 from hookshot_py.gitflic.webhook import Delivery, DeliveryError, parse_delivery, verify_secret

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 
 from hookshot_py.errors import ApiError, ErrCode
-from hookshot_py.github.client import GitHubClient, User
-from hookshot_py.github.errors import GitHubError
+from hookshot_py.github.client import GitHubClient, GitHubError
+from hookshot_py.github.models import User
 from hookshot_py.tokens import TokenStore
 
 __all__ = ["SERVICE", "GitHubAccounts", "StoredToken", "api_error", "not_logged_in"]

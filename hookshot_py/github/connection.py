@@ -18,8 +18,8 @@ from hookshot_py.connections.base import Connection, ConnectionType, Outcome
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.errors import ApiError, ErrCode, ValidationIssue
 from hookshot_py.github.accounts import GitHubAccounts, api_error
+from hookshot_py.github.client import GitHubError
 from hookshot_py.github.commands import RepoCommands
-from hookshot_py.github.errors import GitHubError
 from hookshot_py.github.hooks import RepoHooks, project_key
 from hookshot_py.github.state import (
     DEFAULT_COMMAND_PREFIX,

@@ -20,8 +20,7 @@ from typing import Any
 from hookshot_py.db.database import Database
 from hookshot_py.forge_webhooks import ForgeWebhookTable, StoredWebhook
 from hookshot_py.github.accounts import GitHubAccounts
-from hookshot_py.github.client import GitHubClient, Hook
-from hookshot_py.github.errors import GitHubError
+from hookshot_py.github.client import GitHubClient, GitHubError, Hook
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.tokens import SecretBox
 

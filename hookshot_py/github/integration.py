@@ -14,7 +14,7 @@ from hookshot_py.github.accounts import GitHubAccounts
 from hookshot_py.github.commands import DmCommands, RoomCommands
 from hookshot_py.github.connection import GithubRepoType
 from hookshot_py.github.hooks import RepoHooks
-from hookshot_py.github.oauth_routes import GitHubOAuthFlow
+from hookshot_py.github.oauth import GitHubOAuthFlow
 from hookshot_py.github.provisioning import GitHubProvisioning
 from hookshot_py.github.webhook import GitHubWebhooks
 from hookshot_py.integration import Integration

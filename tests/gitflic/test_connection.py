@@ -9,7 +9,7 @@ import pytest
 from hookshot_py.config import GitFlicConfig, GitFlicInstance
 from hookshot_py.connections.base import Connection
 from hookshot_py.gitflic.connection import EVENT_TYPE, GitFlicProjectType, events_of
-from hookshot_py.gitflic.events import DEFAULT_EVENTS
+from hookshot_py.gitflic.models import DEFAULT_EVENTS
 
 
 def make_type() -> GitFlicProjectType:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hookshot_py.gitflic.events import DELIVERED_ACTIONS
+from hookshot_py.gitflic.models import DELIVERED_ACTIONS
 from hookshot_py.gitflic.format import format_delivery
 from hookshot_py.gitflic.webhook import Delivery, parse_delivery
 

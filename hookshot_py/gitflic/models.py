@@ -1,17 +1,20 @@
-"""GitFlic's webhook event vocabulary: subscription flags (seed 002) and delivered `action`s.
+"""GitFlic's vocabulary and the API objects the bridge reads, declared (see forges/models.py).
 
-The two vocabularies differ. A webhook subscribes with the 16 boolean flags of its `events`
-object, while a delivery names what happened in its body's `action` field, and several
-delivered actions (NEW_ISSUE_NOTE, MERGE, PIPELINE_*...) have no flag of their own. The table
-`ACTION_FLAGS` bridges them so a connection's `events` can filter deliveries.
+Two event vocabularies differ. A webhook subscribes with the 16 boolean flags of its `events`
+object (seed 002), while a delivery names what happened in its body's `action` field, and
+several delivered actions (NEW_ISSUE_NOTE, MERGE, PIPELINE_*...) have no flag of their own.
+The table `ACTION_FLAGS` bridges them so a connection's `events` can filter deliveries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from hookshot_py.errors import ValidationIssue
+from hookshot_py.forges.models import Model, convert
 
 # In the order of the seed's table.
 SUBSCRIPTION_FLAGS: tuple[str, ...] = (
@@ -151,3 +154,41 @@ def events_body(events: Iterable[str]) -> dict[str, bool]:
     if unknown:
         raise ValueError(f"unknown GitFlic events: {', '.join(sorted(unknown))}")
     return {flag: flag in wanted for flag in SUBSCRIPTION_FLAGS}
+
+
+# -- API objects -----------------------------------------------------------------------------------
+
+
+class Webhook(Model, frozen=True, rename="camel"):
+    """A project webhook as `/project/{owner}/{project}/setting/webhook` answers it."""
+
+    what = "webhook"
+    id: Annotated[str, msgspec.Meta(min_length=1)] | int
+    url: str
+    secret: str | None = None
+    flags: dict[str, Any] = msgspec.field(default_factory=dict, name="events")
+    project_id: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.id, int):  # ids are UUID strings; an instance answering numbers is read alike
+            msgspec.structs.force_setattr(self, "id", str(self.id))
+
+    @classmethod
+    def from_json(cls, data: Any) -> Webhook:
+        """Read a webhook object; raises ModelError (a ValueError) when it lacks an id or url."""
+        return convert(data, cls)
+
+    @property
+    def hook_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def events(self) -> frozenset[str]:
+        """The flags that are on."""
+        return frozenset(k for k, v in self.flags.items() if v is True)
+
+    def known_events(self) -> frozenset[str]:
+        """The enabled flags among the 16 of the seed (an instance may send more)."""
+        return self.events & _FLAG_SET
