@@ -77,7 +77,8 @@ class CommitSnapshot(Model, frozen=True):
         return cls(commit.sha, commit.approved, commit.approved_at, commit.comment_count)
 
     def to_json(self) -> dict[str, Any]:
-        return to_builtins(self)  # type: ignore[no-any-return]
+        data: dict[str, Any] = to_builtins(self)
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> CommitSnapshot:

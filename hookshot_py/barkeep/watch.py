@@ -52,7 +52,8 @@ def pushed_shas(payload: Any) -> list[str]:
     if not isinstance(payload, dict):
         return []
     found: list[Any] = []
-    for body in (payload, payload.get("push")):
+    push = payload.get("push")
+    for body in (payload, push):
         if not isinstance(body, dict):
             continue
         commits = body.get("commits")
@@ -61,7 +62,7 @@ def pushed_shas(payload: Any) -> list[str]:
         head = body.get("head_commit")
         if isinstance(head, dict):
             found.append(head.get("id"))
-        if "after" in body and body is payload.get("push"):
+        if "after" in body and body is push:
             found.append(body.get("after"))
     shas = [s.lower() for s in found if isinstance(s, str) and is_full_sha(s.lower()) and s != _ZERO_SHA]
     return list(dict.fromkeys(shas))[:MAX_SHAS_PER_PUSH]

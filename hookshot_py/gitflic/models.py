@@ -1,4 +1,5 @@
-"""GitFlic's vocabulary and the API objects the bridge reads, declared (see forges/models.py).
+"""GitFlic's vocabulary — project names, event names — and the API objects the bridge reads,
+declared (see forges/models.py).
 
 Two event vocabularies differ. A webhook subscribes with the 16 boolean flags of its `events`
 object (seed 002), while a delivery names what happened in its body's `action` field, and
@@ -8,13 +9,99 @@ The table `ACTION_FLAGS` bridges them so a connection's `events` can filter deli
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from hookshot_py.config import GitFlicConfig
 from hookshot_py.errors import ValidationIssue
 from hookshot_py.forges.models import Model, convert
+
+#: The connection's state event type, and the prefix of its commands when the state names none.
+EVENT_TYPE = "uk.half-shot.matrix-hookshot.gitflic.project"
+DEFAULT_PREFIX = "!gf"
+
+# -- naming a project: `owner/project` or its web address, on one of the configured instances ----------
+
+# GitFlic aliases are made of letters, digits, `-`, `_` and `.`; anything else (a slash, a space,
+# `..`) could change the API path the alias is put into.
+ALIAS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+class ProjectRefError(ValueError):
+    """The text does not name a GitFlic project; the message says why (shown to the user)."""
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    instance: str  # a key of `gitflic.instances`
+    owner: str
+    project: str
+
+    @property
+    def key(self) -> str:
+        """The connection's state key, as the user spelled it."""
+        return f"{self.owner}/{self.project}"
+
+
+def is_alias(value: object) -> bool:
+    return isinstance(value, str) and ALIAS_RE.match(value) is not None and ".." not in value
+
+
+def project_key(owner: str, project: str) -> str:
+    """The case-insensitive identity of a project on one instance (how GitFlic compares aliases)."""
+    return f"{owner}/{project}".lower()
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower().removeprefix("www.")
+
+
+def instance_for_host(config: GitFlicConfig, host: str) -> str | None:
+    """The configured instance whose web address has this host name."""
+    wanted = host.lower().removeprefix("www.")
+    return next((name for name, inst in config.instances.items() if _host(inst.url) == wanted), None)
+
+
+def parse_project(text: str, config: GitFlicConfig) -> ProjectRef:
+    """`owner/project` (on the default instance) or `https://host/project/owner/project[/...]`."""
+    text = text.strip()
+    if "://" in text:
+        try:
+            parts = urlsplit(text)
+        except ValueError as e:
+            raise ProjectRefError(f"{text!r} is not a valid URL.") from e
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ProjectRefError(f"{text!r} is not an http(s) URL.")
+        instance = instance_for_host(config, parts.hostname)
+        if instance is None:
+            known = ", ".join(inst.url for inst in config.instances.values())
+            raise ProjectRefError(
+                f"{parts.hostname} is not a GitFlic instance this bridge knows (configured: {known})."
+            )
+        segments = [unquote(s) for s in parts.path.split("/") if s]
+        if len(segments) < 3 or segments[0] != "project":
+            expected = f"{config.instances[instance].url}/project/<owner>/<project>"
+            raise ProjectRefError(f"{text!r} is not a project address; expected {expected}.")
+        owner, project = segments[1], segments[2].removesuffix(".git")
+    else:
+        instance = config.default_instance
+        owner, sep, project = text.partition("/")
+        if not sep or "/" in project:
+            raise ProjectRefError(f"{text!r} is not of the form owner/project.")
+    for label, value in (("owner", owner), ("project", project)):
+        if not is_alias(value):
+            raise ProjectRefError(
+                f"{value!r} is not a valid GitFlic {label} alias (letters, digits, '-', '_' and '.')."
+            )
+    return ProjectRef(instance, owner, project)
+
+
+# -- events ----------------------------------------------------------------------------------------
 
 # In the order of the seed's table.
 SUBSCRIPTION_FLAGS: tuple[str, ...] = (
@@ -154,6 +241,19 @@ def events_body(events: Iterable[str]) -> dict[str, bool]:
     if unknown:
         raise ValueError(f"unknown GitFlic events: {', '.join(sorted(unknown))}")
     return {flag: flag in wanted for flag in SUBSCRIPTION_FLAGS}
+
+
+# -- deliveries -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    action: str
+    # "owner/project", lower-cased, when the body names the project; TEST_WEBHOOK bodies may
+    # carry only `project_id`, which the caller maps through the ids of the hooks it created.
+    project_key: str | None
+    project_id: str | None
+    raw: dict[str, Any]
 
 
 # -- API objects -----------------------------------------------------------------------------------

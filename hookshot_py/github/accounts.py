@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from hookshot_py.errors import ApiError, ErrCode
+from hookshot_py.forges.http import RateLimits
 from hookshot_py.github.client import GitHubClient, GitHubError
 from hookshot_py.github.models import User
 from hookshot_py.tokens import TokenStore
@@ -68,9 +69,11 @@ class GitHubAccounts:
         self.tokens = tokens
         self.api_url = api_url
         self.http = http
+        # What GitHub said about each token's rate limit, kept across the clients made per call.
+        self.limits = RateLimits()
 
     def client(self, token: str) -> GitHubClient:
-        return GitHubClient(self.api_url, token, self.http)
+        return GitHubClient(self.api_url, token, self.http, limits=self.limits)
 
     async def get(self, user_id: str) -> StoredToken | None:
         return StoredToken.from_json(await self.tokens.get(user_id, SERVICE))

@@ -188,11 +188,12 @@ class GitHubOAuthFlow:
             log.exception("Could not tell %s about their GitHub login", user_id)
 
     async def _consume(self, state: str) -> str | None:
-        return await self.db.fetchval(
+        user_id = await self.db.fetchval(
             f"DELETE FROM oauth_states WHERE state = $1 AND service = $2 "
             f"AND created_at > now() - interval '{STATE_TTL_MINUTES} minutes' RETURNING user_id",
             state, SERVICE,
         )
+        return user_id if isinstance(user_id, str) else None
 
     async def callback(self, request: web.Request) -> web.Response:
         q = request.query
