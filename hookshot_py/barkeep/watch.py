@@ -53,9 +53,8 @@ def pushed_shas(payload: Any) -> list[str]:
         return []
     found: list[Any] = []
     push = payload.get("push")
-    for body in (payload, push):
-        if not isinstance(body, dict):
-            continue
+    bodies: list[dict[str, Any]] = [b for b in (payload, push) if isinstance(b, dict)]
+    for body in bodies:
         commits = body.get("commits")
         if isinstance(commits, list):
             found += [c.get("id") for c in commits if isinstance(c, dict)]

@@ -142,6 +142,10 @@ class ForgeHooks(ABC, Generic[RefT]):
     #: project, so the connection is wrong), rather than telling the user what to enter by hand
     #: and retrying in the background (GitHub: the user proved write access already).
     refuse_new_on_error: ClassVar[bool] = False
+    #: Give a project connected only in room state (written by hand, not through the bridge) a
+    #: row with a secret, so that a hook entered by hand can be verified; the connection type
+    #: then shows the secret to admins in `secrets()` (GitFlic does).
+    remember_unregistered: ClassVar[bool] = False
 
     @abstractmethod
     def key(self, ref: RefT) -> HookKey:
@@ -446,12 +450,14 @@ class ProjectHooks(Generic[RefT]):
     async def follow(self, ref: RefT, events: Iterable[str]) -> None:
         """The rooms now want `events`: remember it; a managed hook that must change is changed
         by the `HookSync` job (not here: the caller holds the room's lock). A project without a
-        row gets one, so a hook entered by hand can be verified (its secret is shown to admins)."""
+        row gets one when the forge `remember_unregistered`."""
         wanted = self.forge.order(events)
         key = self.forge.key(ref)
         async with self.lock(key):
             row = self.store.get(key)
             if row is None:
+                if not self.forge.remember_unregistered:
+                    return
                 url = self.forge.webhook_url(ref)
                 await self.store.save(self._new_row(ref, url, wanted).replace(wanted=wanted))
                 return

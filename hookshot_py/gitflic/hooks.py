@@ -110,6 +110,7 @@ class GitFlicHooks(ForgeHooks[ProjectRef]):
     service = SERVICE
     label = "GitFlic"
     refuse_new_on_error = True
+    remember_unregistered = True
 
     def __init__(self, config: GitFlicConfig, tokens: TokenStore, http: aiohttp.ClientSession) -> None:
         self.config = config
