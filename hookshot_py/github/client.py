@@ -270,31 +270,23 @@ class GitHubClient:
 
         Uses `/tests`, falling back to the original API's `/test` on a 404.
         """
-        base = f"{self._repo_path(owner, repo)}/hooks/{_seg(hook_id)}"
         try:
-            await self._request("POST", f"{base}/tests", expect=(204,), repo=f"{owner}/{repo}", needs_admin=True)
+            await self._hook_call("POST", owner, repo, hook_id, "/tests")
         except GitHubError as exc:
             if exc.status != 404:
                 raise
-            await self._request("POST", f"{base}/test", expect=(204,), repo=f"{owner}/{repo}", needs_admin=True)
+            await self._hook_call("POST", owner, repo, hook_id, "/test")
 
     async def ping_hook(self, owner: str, repo: str, hook_id: int) -> None:
-        await self._request(
-            "POST",
-            f"{self._repo_path(owner, repo)}/hooks/{_seg(hook_id)}/pings",
-            expect=(204,),
-            repo=f"{owner}/{repo}",
-            needs_admin=True,
-        )
+        await self._hook_call("POST", owner, repo, hook_id, "/pings")
 
     async def delete_hook(self, owner: str, repo: str, hook_id: int) -> None:
-        await self._request(
-            "DELETE",
-            f"{self._repo_path(owner, repo)}/hooks/{_seg(hook_id)}",
-            expect=(204,),
-            repo=f"{owner}/{repo}",
-            needs_admin=True,
-        )
+        await self._hook_call("DELETE", owner, repo, hook_id)
+
+    async def _hook_call(self, method: str, owner: str, repo: str, hook_id: int, suffix: str = "") -> None:
+        """A call on one hook that GitHub answers with 204."""
+        path = f"{self._repo_path(owner, repo)}/hooks/{_seg(hook_id)}{suffix}"
+        await self._request(method, path, expect=(204,), repo=f"{owner}/{repo}", needs_admin=True)
 
     # --- issues -------------------------------------------------------------------------------
 
