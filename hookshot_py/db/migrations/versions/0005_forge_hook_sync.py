@@ -1,15 +1,15 @@
 """Forge webhooks converge durably: the events the rooms want, who registered the hook, and
 the retry state of a change the forge refused (the `HookSync` job's queue).
 
-Revision ID: 0004_forge_hook_sync
-Revises: 0003_barkeep
+Revision ID: 0005_forge_hook_sync
+Revises: 0004_txn_digest
 Create Date: 2026-11-26
 """
 
 from alembic import op
 
-revision = "0004_forge_hook_sync"
-down_revision = "0003_barkeep"
+revision = "0005_forge_hook_sync"
+down_revision = "0004_txn_digest"
 branch_labels = None
 depends_on = None
 
