@@ -10,7 +10,7 @@ room filters deliveries by its own events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from hookshot_py.commands.registry import CommandRegistry, commands_of
@@ -32,24 +32,31 @@ from hookshot_py.gitflic.models import (
     validate_events,
 )
 
-__all__ = ["DEFAULT_PREFIX", "EVENT_TYPE", "GitFlicProjectType", "events_of", "ref_of"]
+__all__ = ["DEFAULT_PREFIX", "EVENT_TYPE", "GitFlicProjectType", "ProjectConfig", "events_of"]
 
 log = logging.getLogger(__name__)
 
 _FIELDS = ("ownerAlias", "projectAlias", "instance", "events", "commandPrefix")
 
 
-def ref_of(conn: Connection) -> ProjectRef:
-    state = conn.state
-    return ProjectRef(str(state.get("instance", "")), str(state["ownerAlias"]), str(state["projectAlias"]))
+@dataclass(frozen=True)
+class ProjectConfig:
+    """A GitFlic connection's typed state, parsed once per state change."""
+
+    ref: ProjectRef
+    events: frozenset[str]
 
 
 def events_of(conn: Connection) -> list[str]:
-    events = conn.state.get("events")
+    return _events(conn.state)
+
+
+def _events(state: dict[str, Any]) -> list[str]:
+    events = state.get("events")
     return [e for e in events if isinstance(e, str)] if isinstance(events, list) else list(DEFAULT_EVENTS)
 
 
-class GitFlicProjectType(ForgeConnectionType[ProjectRef, ProjectRef]):
+class GitFlicProjectType(ForgeConnectionType[ProjectConfig, ProjectRef]):
     type_name = "GitFlicProject"
     event_type = EVENT_TYPE
     service = "gitflic"
@@ -62,7 +69,7 @@ class GitFlicProjectType(ForgeConnectionType[ProjectRef, ProjectRef]):
     def __init__(self, config: GitFlicConfig, hooks: GitFlicProjectHooks) -> None:
         super().__init__(hooks)
         self.config = config
-        self.commands = CommandRegistry(commands_of(ProjectCommands(config, hooks, self.config_of)))
+        self.commands = CommandRegistry(commands_of(ProjectCommands(config, hooks, self.ref)))
 
     # -- state --------------------------------------------------------------------------------------
 
@@ -113,19 +120,19 @@ class GitFlicProjectType(ForgeConnectionType[ProjectRef, ProjectRef]):
     def state_key(self, state: dict[str, Any]) -> str:
         return f"{state['ownerAlias']}/{state['projectAlias']}"
 
-    def parse(self, state: dict[str, Any]) -> ProjectRef:
+    def parse(self, state: dict[str, Any]) -> ProjectConfig:
         owner, project = state.get("ownerAlias"), state.get("projectAlias")
         if not isinstance(owner, str) or not isinstance(project, str):
             raise ValueError("a GitFlic project connection needs `ownerAlias` and `projectAlias`")
-        return ProjectRef(str(state.get("instance", "")), owner, project)
+        return ProjectConfig(ProjectRef(str(state.get("instance", "")), owner, project), frozenset(_events(state)))
 
     # -- the project's hook -------------------------------------------------------------------------
 
     def ref(self, conn: Connection) -> ProjectRef:
-        return self.config_of(conn)
+        return self.config_of(conn).ref
 
-    def hook_events(self, conn: Connection) -> Iterable[str]:
-        return events_of(conn)
+    def hook_events(self, conn: Connection) -> frozenset[str]:
+        return self.config_of(conn).events
 
     def outcome(self, conn: Connection, change: HookChange) -> Outcome:
         row = change.row
