@@ -11,7 +11,7 @@ refuses a *new* connection: the token cannot see or administer the project, so i
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -106,17 +106,17 @@ class GitFlicHookClient(HookClient):
         return _remote(await self.client.ensure_webhook(self.ref.owner, self.ref.project, url, secret, events))
 
 
+@dataclass
 class GitFlicHooks(ForgeHooks[ProjectRef]):
     service = SERVICE
     label = "GitFlic"
     refuse_new_on_error = True
     remember_unregistered = True
 
-    def __init__(self, config: GitFlicConfig, tokens: TokenStore, http: aiohttp.ClientSession) -> None:
-        self.config = config
-        self.tokens = tokens
-        self.http = http
-        self.limits = RateLimits()
+    config: GitFlicConfig
+    tokens: TokenStore
+    http: aiohttp.ClientSession
+    limits: RateLimits = field(default_factory=RateLimits)
 
     def key(self, ref: ProjectRef) -> HookKey:
         return HookKey(ref.instance, project_key(ref.owner, ref.project))

@@ -20,6 +20,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -168,20 +169,13 @@ def _project_id(row: HookRow) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@dataclass
 class GitFlicWebhookRoute:
-    def __init__(
-        self,
-        config: GitFlicConfig,
-        hooks: GitFlicProjectHooks,
-        projects: GitFlicProjectType,
-        outbox: Outbox,
-        on_push: PushListener | None = None,
-    ) -> None:
-        self.config = config
-        self.hooks = hooks
-        self.projects = projects
-        self.outbox = outbox
-        self.on_push = on_push
+    config: GitFlicConfig
+    hooks: GitFlicProjectHooks
+    projects: GitFlicProjectType
+    outbox: Outbox
+    on_push: PushListener | None = None
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(WEBHOOK_PATH, self.handle)

@@ -6,7 +6,7 @@ A token comes from the OAuth flow (`github login`) or is a personal access token
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -64,13 +64,13 @@ class StoredToken:
         return cls(token, login if isinstance(login, str) else None, kind if isinstance(kind, str) else "oauth")
 
 
+@dataclass
 class GitHubAccounts:
-    def __init__(self, tokens: TokenStore, api_url: str, http: aiohttp.ClientSession) -> None:
-        self.tokens = tokens
-        self.api_url = api_url
-        self.http = http
-        # What GitHub said about each token's rate limit, kept across the clients made per call.
-        self.limits = RateLimits()
+    tokens: TokenStore
+    api_url: str
+    http: aiohttp.ClientSession
+    # What GitHub said about each token's rate limit, kept across the clients made per call.
+    limits: RateLimits = field(default_factory=RateLimits)
 
     def client(self, token: str) -> GitHubClient:
         return GitHubClient(self.api_url, token, self.http, limits=self.limits)

@@ -19,6 +19,7 @@ costs a few milliseconds and no memory.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -43,24 +44,15 @@ MAX_PR_DIFF_BYTES = 1024 * 1024
 MAX_NAMED_REPOS = 4
 
 
+@dataclass
 class GitHubWebhooks:
-    def __init__(
-        self,
-        repo_type: GithubRepoType,
-        hooks: RepoHooks,
-        outbox: Outbox,
-        http: aiohttp.ClientSession,
-        domain: str,
-        config_secret: str | None,
-        on_push: PushListener | None = None,
-    ) -> None:
-        self.repo_type = repo_type
-        self.hooks = hooks
-        self.outbox = outbox
-        self.http = http
-        self.domain = domain
-        self.config_secret = config_secret
-        self.on_push = on_push
+    repo_type: GithubRepoType
+    hooks: RepoHooks
+    outbox: Outbox
+    http: aiohttp.ClientSession
+    domain: str  # the homeserver's, for issue-room aliases
+    config_secret: str | None  # `github.webhook.secret`
+    on_push: PushListener | None = None
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/github/webhook", self.handle)

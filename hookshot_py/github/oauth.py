@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote, urlencode
 
@@ -127,22 +128,14 @@ def _page(title: str, text: str, status: int = 200) -> web.Response:
     return web.Response(text=html, content_type="text/html", status=status)
 
 
+@dataclass
 class GitHubOAuthFlow:
-    def __init__(
-        self,
-        config: GitHubConfig,
-        db: Database,
-        accounts: GitHubAccounts,
-        dms: DirectMessages,
-        outbox: Outbox,
-        http: aiohttp.ClientSession,
-    ) -> None:
-        self.config = config
-        self.db = db
-        self.accounts = accounts
-        self.dms = dms
-        self.outbox = outbox
-        self.http = http
+    config: GitHubConfig
+    db: Database
+    accounts: GitHubAccounts
+    dms: DirectMessages
+    outbox: Outbox
+    http: aiohttp.ClientSession
 
     @property
     def enabled(self) -> bool:
