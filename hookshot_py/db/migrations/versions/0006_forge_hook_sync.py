@@ -1,15 +1,15 @@
 """Forge webhooks converge durably: the events the rooms want, who registered the hook, and
 the retry state of a change the forge refused (the `HookSync` job's queue).
 
-Revision ID: 0005_forge_hook_sync
-Revises: 0004_txn_digest
+Revision ID: 0006_forge_hook_sync
+Revises: 0005_feeds
 Create Date: 2026-11-26
 """
 
 from alembic import op
 
-revision = "0005_forge_hook_sync"
-down_revision = "0004_txn_digest"
+revision = "0006_forge_hook_sync"
+down_revision = "0005_feeds"
 branch_labels = None
 depends_on = None
 
