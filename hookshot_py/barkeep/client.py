@@ -11,7 +11,6 @@ as `BarkeepError`, whose `describe()` is a sentence fit for a room reply.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -20,9 +19,10 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from hookshot_py.barkeep.errors import BarkeepError, ErrorKind, error_from_response
+from hookshot_py.barkeep.errors import BarkeepError, ErrorKind, classify
 from hookshot_py.barkeep.models import COMMIT_FIELDS, Commit
 from hookshot_py.barkeep.signing import API_KEY_PARAM, SIGNATURE_PARAM, TIMESTAMP_PARAM, signed_params
+from hookshot_py.forges.http import ForgeHttp, ForgeHttpError, RateLimits
 
 __all__ = ["BarkeepClient", "BarkeepError", "Commit", "COMMIT_FIELDS"]
 
@@ -44,6 +44,7 @@ class BarkeepClient:
         clock: Callable[[], float] = time.time,
         *,
         timeout: aiohttp.ClientTimeout = REQUEST_TIMEOUT,
+        limits: RateLimits | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -55,8 +56,10 @@ class BarkeepClient:
         self.api_key = api_key
         self.api_secret = api_secret
         self.clock = clock
-        self.timeout = timeout
         self.instance = parts.netloc
+        self.http = ForgeHttp(
+            self.base_url, session, headers={"Accept": "application/json"}, timeout=timeout, limits=limits
+        )
 
     @property
     def can_sign(self) -> bool:
@@ -217,27 +220,17 @@ class BarkeepClient:
             params = {k: every.pop(k) for k in _QUERY_PARAMS}
             form = every
         try:
-            async with self.session.request(
-                method,
-                self.base_url + route,
-                params=params,
-                data=form,
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-            ) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except TimeoutError as e:
-            raise self._error(0, "the request timed out", "unavailable", repo, sha) from e
-        except (aiohttp.ClientError, OSError) as e:
-            raise self._error(0, str(e) or type(e).__name__, "unavailable", repo, sha) from e
-        if status >= 400:
-            raise error_from_response(status, raw, repo=repo, sha=sha, instance=self.instance)
-        if not raw.strip():
+            resp = await self.http.request(method, route, params=params, form=form)
+        except ForgeHttpError as e:
+            if e.kind == "status":
+                raise classify(e.status, e.message, repo=repo, sha=sha, instance=self.instance) from e
+            raise self._error(e.status if e.kind == "too_large" else 0, e.message, "unavailable", repo, sha) from e
+        if not resp.raw.strip():
             return None
         try:
-            return json.loads(raw)
+            return resp.json()
         except (ValueError, UnicodeDecodeError) as e:
             if json_only:
-                raise self._error(status, "Barkeep returned a body that is not JSON", "unavailable", repo, sha) from e
-            return {"message": raw[:500].decode("utf-8", "replace").strip()}
+                text = "Barkeep returned a body that is not JSON"
+                raise self._error(resp.status, text, "unavailable", repo, sha) from e
+            return {"message": resp.raw[:500].decode("utf-8", "replace").strip()}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from typing import Literal
+
+from hookshot_py.forges.http import ForgeHttpError, error_text
 
 ErrorKind = Literal[
     "auth", "stale", "clock_skew", "not_found", "ambiguous", "admin_only", "bad_request", "unavailable"
@@ -25,21 +25,23 @@ _NO_SUCH_COMMIT = re.compile(r"No such commit in (?P<repo>.*): (?P<sha>[^:]*)", 
 _AMBIGUOUS = re.compile(r"Ambiguous commit in (?P<repo>.*): (?P<sha>[^:]*)", re.S)
 
 
-@dataclass
-class BarkeepError(Exception):
+class BarkeepError(ForgeHttpError):
     """A Barkeep call failed. `status` is the HTTP status, 0 when no answer arrived (or the
     call was refused before sending). `repo`/`sha` say what the call was about, when known:
     for a 404 in a batch, `sha` is the one Barkeep did not find."""
 
-    status: int
-    message: str
     kind: ErrorKind
-    repo: str = ""
-    sha: str = ""
-    instance: str = ""
 
-    def __post_init__(self) -> None:
-        super().__init__(f"{self.kind} ({self.status}): {self.message}")
+    def __init__(
+        self, status: int, message: str, kind: ErrorKind, *, repo: str = "", sha: str = "", instance: str = ""
+    ) -> None:
+        self.repo = repo
+        self.sha = sha
+        self.instance = instance
+        super().__init__(status, message, kind=kind)
+
+    def summary(self) -> str:
+        return f"{self.kind} ({self.status}): {self.message}"
 
     @property
     def is_clock_skew(self) -> bool:
@@ -113,7 +115,11 @@ def _sentence(text: str) -> str:
 def error_from_response(status: int, raw: bytes, *, repo: str = "", sha: str = "", instance: str = "") -> BarkeepError:
     """Classify an HTTP error answer. Barkeep's API errors are `{"error": msg}`; older versions
     used `{"message": msg}`, and Sinatra's own failures are plain text or HTML."""
-    message = _error_message(raw, status)
+    return classify(status, error_text(raw)[0] or f"HTTP {status}", repo=repo, sha=sha, instance=instance)
+
+
+def classify(status: int, message: str, *, repo: str = "", sha: str = "", instance: str = "") -> BarkeepError:
+    """The kind of failure an error answer's status and message mean."""
     kind: ErrorKind
     if status >= 500 or status in (408, 429):
         kind = "unavailable"
@@ -137,19 +143,3 @@ def error_from_response(status: int, raw: bytes, *, repo: str = "", sha: str = "
     else:
         kind = "bad_request"
     return BarkeepError(status, message, kind, repo=repo, sha=sha, instance=instance)
-
-
-def _error_message(raw: bytes, status: int) -> str:
-    default = f"HTTP {status}"
-    try:
-        data = json.loads(raw) if raw.strip() else None
-    except (ValueError, UnicodeDecodeError):
-        text = raw[:200].decode("utf-8", "replace").strip()
-        # An HTML error page says nothing useful in a room.
-        return default if not text or text.startswith("<") else text
-    if isinstance(data, dict):
-        for key in ("error", "message"):
-            value = data.get(key)
-            if isinstance(value, str) and value:
-                return value
-    return default

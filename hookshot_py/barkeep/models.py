@@ -2,49 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import Meta
+
+from hookshot_py.forges.models import Model, ModelError, convert, field_description, to_builtins
 
 # The keys of a commit object; `fields` may name any of them and nothing else.
 COMMIT_FIELDS = ("approved", "approved_by", "approved_at", "comment_count", "link")
 
 
-@dataclass(frozen=True)
-class Commit:
+class Commit(Model, frozen=True):
     """One commit's review state. `approved_by` is Barkeep's "Name <email>" string.
 
     A key the server left out (because `fields` did not ask for it) takes the "nothing known"
-    value: not approved, no approver, no comments, no link.
+    value: not approved, no approver, no comments, no link. Each field says in words what it
+    must be, for the error naming a malformed one.
     """
 
+    what = "commit"
     sha: str
-    approved: bool
-    approved_by: str | None
-    approved_at: int | None
-    comment_count: int
-    link: str | None
+    approved: Annotated[bool, Meta(description="a boolean")] = False
+    approved_by: Annotated[str | None, Meta(description="a string")] = None
+    approved_at: Annotated[int | None, Meta(description="a Unix timestamp")] = None
+    comment_count: Annotated[int, Meta(ge=0, description="a count")] = 0
+    link: Annotated[str | None, Meta(description="a string")] = None
 
     @classmethod
     def from_json(cls, sha: str, data: Any) -> Commit:
-        """Read a commit object; raises ValueError naming the first malformed key."""
+        """Read a commit object (the batch answer keys it by sha); raises ValueError naming the
+        first malformed key."""
         if not isinstance(data, dict):
             raise ValueError(f"commit {sha} is not a JSON object")
-        approved = data.get("approved", False)
-        if not isinstance(approved, bool):
-            raise ValueError(f"commit {sha}: 'approved' is not a boolean")
-        approved_by = data.get("approved_by")
-        if approved_by is not None and not isinstance(approved_by, str):
-            raise ValueError(f"commit {sha}: 'approved_by' is not a string")
-        approved_at = data.get("approved_at")
-        if approved_at is not None and (not isinstance(approved_at, int) or isinstance(approved_at, bool)):
-            raise ValueError(f"commit {sha}: 'approved_at' is not a Unix timestamp")
-        comment_count = data.get("comment_count", 0)
-        if not isinstance(comment_count, int) or isinstance(comment_count, bool) or comment_count < 0:
-            raise ValueError(f"commit {sha}: 'comment_count' is not a count")
-        link = data.get("link")
-        if link is not None and not isinstance(link, str):
-            raise ValueError(f"commit {sha}: 'link' is not a string")
-        return cls(sha, approved, approved_by, approved_at, comment_count, link)
+        try:
+            return convert({**data, "sha": sha}, cls)
+        except ModelError as e:
+            raise ValueError(f"commit {sha}: '{e.field}' is not {field_description(cls, e.field)}") from None
 
     @property
     def short_sha(self) -> str:
@@ -67,34 +60,27 @@ def approver_name(approved_by: str | None) -> str | None:
     return text or None
 
 
-@dataclass(frozen=True)
-class CommitSnapshot:
+class CommitSnapshot(Model, frozen=True):
     """What the poller keeps about a commit between polls, to tell what changed.
 
     `to_json`/`from_json` give a plain dict for storing it (e.g. in a JSON column).
     """
 
+    what = "commit snapshot"
     sha: str
     approved: bool
     approved_at: int | None
-    comment_count: int
+    comment_count: Annotated[int, Meta(ge=0)]
 
     @classmethod
     def of(cls, commit: Commit) -> CommitSnapshot:
         return cls(commit.sha, commit.approved, commit.approved_at, commit.comment_count)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "sha": self.sha,
-            "approved": self.approved,
-            "approved_at": self.approved_at,
-            "comment_count": self.comment_count,
-        }
+        data: dict[str, Any] = to_builtins(self)
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> CommitSnapshot:
-        """Read a stored snapshot; raises ValueError when it is not one."""
-        if not isinstance(data, dict) or not isinstance(data.get("sha"), str):
-            raise ValueError("a commit snapshot needs a 'sha' string")
-        commit = Commit.from_json(data["sha"], data)
-        return cls.of(commit)
+        """Read a stored snapshot; raises ValueError (ModelError) when it is not one."""
+        return convert(data, cls)

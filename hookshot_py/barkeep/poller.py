@@ -167,7 +167,8 @@ class BarkeepPoller:
             if result.missing:
                 forgotten = await self.store.mark_missing(instance, repo, result.missing)
                 if forgotten:
-                    log.info("Barkeep %s has no commits %s in %s for a day: no longer watched", instance, forgotten, repo)
+                    log.info("Barkeep %s has no commits %s in %s for a day: no longer watched",
+                             instance, forgotten, repo)
 
     async def _announce(
         self,

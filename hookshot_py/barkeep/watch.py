@@ -52,16 +52,16 @@ def pushed_shas(payload: Any) -> list[str]:
     if not isinstance(payload, dict):
         return []
     found: list[Any] = []
-    for body in (payload, payload.get("push")):
-        if not isinstance(body, dict):
-            continue
+    push = payload.get("push")
+    bodies: list[dict[str, Any]] = [b for b in (payload, push) if isinstance(b, dict)]
+    for body in bodies:
         commits = body.get("commits")
         if isinstance(commits, list):
             found += [c.get("id") for c in commits if isinstance(c, dict)]
         head = body.get("head_commit")
         if isinstance(head, dict):
             found.append(head.get("id"))
-        if "after" in body and body is payload.get("push"):
+        if "after" in body and body is push:
             found.append(body.get("after"))
     shas = [s.lower() for s in found if isinstance(s, str) and is_full_sha(s.lower()) and s != _ZERO_SHA]
     return list(dict.fromkeys(shas))[:MAX_SHAS_PER_PUSH]

@@ -10,15 +10,17 @@ Every failure, HTTP or network or a malformed answer, surfaces as `GitFlicError`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from hookshot_py.gitflic.events import SUBSCRIPTION_FLAGS, events_body
+from hookshot_py.forges.http import NO_RESPONSE, ForgeHttp, ForgeHttpError, RateLimits
+from hookshot_py.forges.models import ModelError
+from hookshot_py.gitflic.models import Webhook, events_body
+
+__all__ = ["PUBLIC_API_URL", "PUBLIC_WEB_URL", "GitFlicClient", "GitFlicError", "Webhook", "default_api_url"]
 
 PUBLIC_WEB_URL = "https://gitflic.ru"
 PUBLIC_API_URL = "https://api.gitflic.ru"
@@ -26,10 +28,7 @@ DEFAULT_PAGE_SIZE = 50
 # A project with more hooks than this is pathological; stop rather than loop forever on a
 # server whose `page` object never says "last".
 MAX_PAGES = 100
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
-# 422 bodies are not documented; these are the shapes we understand (Spring's `errors[]` with
-# `field` + `defaultMessage`/`message`, RFC 7807 `detail`, a plain `message`).
-_ERROR_TEXT_KEYS = ("defaultMessage", "message", "detail", "error", "title")
+REQUEST_TIMEOUT_S = 30.0
 
 
 def default_api_url(instance_url: str) -> str:
@@ -40,24 +39,33 @@ def default_api_url(instance_url: str) -> str:
     return f"{web}/rest-api"
 
 
-@dataclass
-class GitFlicError(Exception):
+class GitFlicError(ForgeHttpError):
     """A GitFlic API call failed. `status` is the HTTP status, 0 when no answer arrived."""
 
-    status: int
-    message: str
-    project: str = ""  # "owner/project" the call was about
-    instance: str = ""  # host name shown to users
-    errors: list[str] = field(default_factory=list)  # validation problems of a 422
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        project: str = "",
+        instance: str = "",
+        errors: list[str] | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        self.project = project  # "owner/project" the call was about
+        self.instance = instance  # host name shown to users
+        super().__init__(status, message, details=errors, retry_after=retry_after)
 
-    def __post_init__(self) -> None:
-        super().__init__(f"{self.status}: {self.message}")
+    @property
+    def errors(self) -> list[str]:
+        """Validation problems of a 422."""
+        return self.details
 
     def describe(self) -> str:
         """A room reply saying what went wrong and, where possible, what to do about it."""
         project = self.project or "the project"
         instance = self.instance or "GitFlic"
-        if self.status == 0:
+        if self.status == 0 and not self.rate_limited:
             return f"Could not reach GitFlic at {instance}: {self.message}."
         if self.status == 401:
             return (
@@ -74,55 +82,9 @@ class GitFlicError(Exception):
         if self.status == 422:
             details = "; ".join(self.errors) if self.errors else self.message
             return f"GitFlic rejected the webhook for {project}: {details}."
-        if self.status == 429:
+        if self.rate_limited:
             return f"GitFlic at {instance} is rate limiting the bridge; try again later."
         return f"GitFlic at {instance} answered {self.status} for {project}: {self.message}."
-
-
-@dataclass(frozen=True)
-class Webhook:
-    id: str
-    url: str
-    secret: str | None
-    events: frozenset[str]  # the flags that are on
-    project_id: str | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> Webhook:
-        """Read a webhook object; raises ValueError when it lacks an id or url."""
-        if not isinstance(data, dict):
-            raise ValueError("a webhook must be a JSON object")
-        hook_id, url = data.get("id"), data.get("url")
-        if not isinstance(hook_id, str | int) or isinstance(hook_id, bool) or not str(hook_id):
-            raise ValueError("the webhook has no id")
-        if not isinstance(url, str):
-            raise ValueError("the webhook has no url")
-        raw_events = data.get("events")
-        events = (
-            frozenset(k for k, v in raw_events.items() if v is True and isinstance(k, str))
-            if isinstance(raw_events, dict)
-            else frozenset()
-        )
-        secret = data.get("secret")
-        return cls(
-            id=str(hook_id),
-            url=url,
-            secret=secret if isinstance(secret, str) else None,
-            events=events,
-            project_id=_opt_str(data.get("projectId")),
-            created_at=_opt_str(data.get("createdAt")),
-            updated_at=_opt_str(data.get("updatedAt")),
-        )
-
-    def known_events(self) -> frozenset[str]:
-        """The enabled flags among the 16 of the seed (an instance may send more)."""
-        return self.events & frozenset(SUBSCRIPTION_FLAGS)
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _same_url(a: str, b: str) -> bool:
@@ -140,10 +102,18 @@ class GitFlicClient:
         *,
         instance: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        limits: RateLimits | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
-        self.token = token
-        self.session = session
+        # 422 bodies are not documented; `forges.http.error_text` reads the shapes seen (Spring's
+        # `errors[]` with `field` + `defaultMessage`/`message`, RFC 7807 `detail`, a `message`).
+        self.http = ForgeHttp(
+            self.api_url,
+            session,
+            headers={"Authorization": f"token {token}", "Accept": "application/json"},
+            timeout=REQUEST_TIMEOUT_S,
+            limits=limits,
+        )
         # Shown in error texts: the configured instance name, else the API host.
         self.instance = instance or urlsplit(self.api_url).netloc or self.api_url
         self.page_size = page_size
@@ -213,7 +183,7 @@ class GitFlicClient:
                 continue
             if hook.known_events() == wanted and hook.secret == secret and hook.url == url:
                 return hook
-            return await self.update_webhook(owner, project, hook.id, url, secret, wanted)
+            return await self.update_webhook(owner, project, hook.hook_id, url, secret, wanted)
         return await self.create_webhook(owner, project, url, secret, wanted)
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -226,7 +196,7 @@ class GitFlicClient:
     def _webhook(self, data: Any, owner: str, project: str) -> Webhook:
         try:
             return Webhook.from_json(data)
-        except ValueError as e:
+        except ModelError as e:
             raise self._error(200, f"GitFlic returned an unexpected webhook: {e}", owner, project) from e
 
     async def _call(
@@ -241,68 +211,16 @@ class GitFlicClient:
         expect_body: bool = True,
     ) -> Any:
         path = f"/project/{quote(owner, safe='')}/{quote(project, safe='')}/setting/webhook{suffix}"
-        headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
         try:
-            async with self.session.request(
-                method,
-                self.api_url + path,
-                params=params,
-                json=body,
-                headers=headers,
-                timeout=REQUEST_TIMEOUT,
-            ) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except TimeoutError as e:
-            raise self._error(0, "the request timed out", owner, project) from e
-        except aiohttp.ClientError as e:
-            raise self._error(0, str(e) or type(e).__name__, owner, project) from e
-        if status >= 400:
-            message, errors = _parse_error_body(raw, status)
-            raise self._error(status, message, owner, project, errors)
+            resp = await self.http.request(method, path, params=params, json=body)
+        except ForgeHttpError as e:
+            status = NO_RESPONSE if e.kind in ("timeout", "network") else e.status
+            error = self._error(status, e.message, owner, project, e.details)
+            error.retry_after, error.kind = e.retry_after, e.kind
+            raise error from e
         if not expect_body:
             return None
         try:
-            return json.loads(raw)
+            return resp.json()
         except (ValueError, UnicodeDecodeError) as e:
-            raise self._error(status, "GitFlic returned a body that is not JSON", owner, project) from e
-
-
-def _parse_error_body(raw: bytes, status: int) -> tuple[str, list[str]]:
-    """(summary, validation problems) from an error body of any shape, or none at all."""
-    default = f"HTTP {status}"
-    try:
-        data = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        text = raw[:200].decode("utf-8", "replace").strip()
-        return (text or default), []
-    if not isinstance(data, dict):
-        return default, []
-    message = next(
-        (data[k] for k in ("message", "detail", "error", "title") if isinstance(data.get(k), str) and data[k]),
-        default,
-    )
-    errors: list[str] = []
-    for key in ("errors", "violations", "fieldErrors"):
-        items = data.get(key)
-        if isinstance(items, list):
-            errors.extend(text for item in items if (text := _error_item(item)))
-        elif isinstance(items, dict):  # {"field": "problem"} or {"field": ["problem", ...]}
-            for name, problem in items.items():
-                problems = problem if isinstance(problem, list) else [problem]
-                errors.extend(f"{name}: {p}" for p in problems if isinstance(p, str))
-    return message, errors
-
-
-def _error_item(item: Any) -> str | None:
-    if isinstance(item, str):
-        return item
-    if not isinstance(item, dict):
-        return None
-    text = next((item[k] for k in _ERROR_TEXT_KEYS if isinstance(item.get(k), str) and item[k]), None)
-    name = next(
-        (item[k] for k in ("field", "propertyPath", "name") if isinstance(item.get(k), str) and item[k]), None
-    )
-    if text is None:
-        return None
-    return f"{name}: {text}" if name else text
+            raise self._error(resp.status, "GitFlic returned a body that is not JSON", owner, project) from e

@@ -3,39 +3,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hookshot_py.commands.context import CommandContext, CommandError
 from hookshot_py.commands.registry import command
 from hookshot_py.config import GitFlicConfig
+from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
-from hookshot_py.gitflic.client import Webhook
-from hookshot_py.gitflic.hooks import TOKEN_SERVICE, ProjectHooks
-from hookshot_py.gitflic.project import EVENT_TYPE, ProjectRefError, parse_project, ref_of, webhook_url
+from hookshot_py.gitflic.hooks import TOKEN_SERVICE, GitFlicProjectHooks, webhook_url
+from hookshot_py.gitflic.models import EVENT_TYPE, ProjectRef, ProjectRefError, Webhook, parse_project
 from hookshot_py.tokens import TokenStore
 
 
 def _describe_hook(hook: Webhook, ours: str | None) -> str:
     mark = " — **this bridge**" if ours is not None and hook.url.rstrip("/") == ours.rstrip("/") else ""
     events = ", ".join(sorted(hook.known_events())) or "no events"
-    return f"- `{hook.id}` → `{hook.url}`{mark} ({events})"
+    return f"- `{hook.hook_id}` → `{hook.url}`{mark} ({events})"
 
 
 class ProjectCommands:
     """`<commandPrefix> ...` on a GitFlic project connection."""
 
-    def __init__(self, hooks: ProjectHooks) -> None:
+    def __init__(
+        self, config: GitFlicConfig, hooks: GitFlicProjectHooks, ref_of: Callable[[Connection], ProjectRef]
+    ) -> None:
+        self.config = config
         self.hooks = hooks
+        self.ref_of = ref_of
 
     @command("hooks", "", "List the webhooks of the GitFlic project (needs a token with admin rights).", max_args=0)
     async def list_hooks(self, ctx: CommandContext, args: list[str]) -> None:
         conn = ctx.conn
-        ref = ref_of(conn)
-        if ref.instance not in self.hooks.config.instances:
+        ref = self.ref_of(conn)
+        if ref.instance not in self.config.instances:
             raise CommandError(f"The GitFlic instance {ref.instance!r} is not configured on this bridge.")
         found = await self.hooks.list_hooks(ref, ctx.sender)
         if not found:
             await ctx.reply(f"GitFlic project **{conn.state_key}** has no webhooks.")
             return
-        ours = webhook_url(self.hooks.config)
+        ours = webhook_url(self.config)
         lines = "\n".join(_describe_hook(h, ours) for h in found)
         await ctx.reply(f"**Webhooks of GitFlic project {conn.state_key}**\n\n{lines}")
 

@@ -2,45 +2,61 @@
 
 State (key `owner/project`): `ownerAlias`, `projectAlias`, `instance` (a key of
 `gitflic.instances`), `events` (subscription flags of seed 002) and `commandPrefix`. The
-project's webhook is shared by every room connected to it: `prepare` and `on_removed` keep it
-subscribed to the union of the rooms' events (see hooks.py), and each room filters deliveries
-by its own events.
+project's webhook is shared by every room connected to it: the shared hook policy keeps it
+subscribed to the union of the rooms' events (`forges/connection.py`, `hooks.py`), and each
+room filters deliveries by its own events.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from hookshot_py.commands.registry import CommandRegistry, commands_of
 from hookshot_py.config import GitFlicConfig
-from hookshot_py.connections.base import Connection, ConnectionType, Outcome
-from hookshot_py.connections.manager import ConnectionManager
+from hookshot_py.connections.base import Connection, Outcome
 from hookshot_py.connections.validation import command_prefix, unknown_fields
-from hookshot_py.errors import ApiError, ValidationIssue
+from hookshot_py.errors import ValidationIssue
+from hookshot_py.forges.connection import ForgeConnectionType
+from hookshot_py.forges.policy import HookChange
 from hookshot_py.gitflic.commands import ProjectCommands
-from hookshot_py.gitflic.events import DEFAULT_EVENTS, SUBSCRIPTION_FLAGS, validate_events
-from hookshot_py.gitflic.hooks import ProjectHooks, ordered_events
-from hookshot_py.gitflic.project import (
+from hookshot_py.gitflic.hooks import GitFlicProjectHooks
+from hookshot_py.gitflic.models import (
+    DEFAULT_EVENTS,
     DEFAULT_PREFIX,
     EVENT_TYPE,
+    SUBSCRIPTION_FLAGS,
     ProjectRef,
-    events_of,
     is_alias,
-    project_key,
-    ref_of,
+    validate_events,
 )
 
-__all__ = ["EVENT_TYPE", "GitFlicProjectType", "events_of", "ref_of"]
+__all__ = ["DEFAULT_PREFIX", "EVENT_TYPE", "GitFlicProjectType", "ProjectConfig", "events_of"]
 
 log = logging.getLogger(__name__)
 
 _FIELDS = ("ownerAlias", "projectAlias", "instance", "events", "commandPrefix")
 
 
-class GitFlicProjectType(ConnectionType[ProjectRef]):
+@dataclass(frozen=True)
+class ProjectConfig:
+    """A GitFlic connection's typed state, parsed once per state change."""
+
+    ref: ProjectRef
+    events: frozenset[str]
+
+
+def events_of(conn: Connection) -> list[str]:
+    return _events(conn.state)
+
+
+def _events(state: dict[str, Any]) -> list[str]:
+    events = state.get("events")
+    return [e for e in events if isinstance(e, str)] if isinstance(events, list) else list(DEFAULT_EVENTS)
+
+
+class GitFlicProjectType(ForgeConnectionType[ProjectConfig, ProjectRef]):
     type_name = "GitFlicProject"
     event_type = EVENT_TYPE
     service = "gitflic"
@@ -48,15 +64,12 @@ class GitFlicProjectType(ConnectionType[ProjectRef]):
     service_label = "GitFlic"
     default_command_prefix = DEFAULT_PREFIX
 
-    def __init__(self, config: GitFlicConfig, hooks: ProjectHooks, manager: ConnectionManager) -> None:
+    hooks: GitFlicProjectHooks
+
+    def __init__(self, config: GitFlicConfig, hooks: GitFlicProjectHooks) -> None:
+        super().__init__(hooks)
         self.config = config
-        self.hooks = hooks
-        self.manager = manager
-        self.commands = CommandRegistry(commands_of(ProjectCommands(hooks)))
-        # Events of connections being created: not in the manager's index until their state is
-        # written, yet another room's change to the same hook must not drop them.
-        self._pending: dict[str, tuple[tuple[str, str], list[str]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.commands = CommandRegistry(commands_of(ProjectCommands(config, hooks, self.ref)))
 
     # -- state --------------------------------------------------------------------------------------
 
@@ -107,109 +120,45 @@ class GitFlicProjectType(ConnectionType[ProjectRef]):
     def state_key(self, state: dict[str, Any]) -> str:
         return f"{state['ownerAlias']}/{state['projectAlias']}"
 
-    def parse(self, state: dict[str, Any]) -> ProjectRef:
+    def parse(self, state: dict[str, Any]) -> ProjectConfig:
         owner, project = state.get("ownerAlias"), state.get("projectAlias")
         if not isinstance(owner, str) or not isinstance(project, str):
             raise ValueError("a GitFlic project connection needs `ownerAlias` and `projectAlias`")
-        return ProjectRef(str(state.get("instance", "")), owner, project)
+        return ProjectConfig(ProjectRef(str(state.get("instance", "")), owner, project), frozenset(_events(state)))
 
-    # -- the project's hook ---------------------------------------------------------------------------
+    # -- the project's hook -------------------------------------------------------------------------
 
-    def _same_project(self, ref: ProjectRef) -> Iterator[Connection]:
-        key = project_key(ref.owner, ref.project)
-        for conn in self.manager.all(EVENT_TYPE):
-            other = ref_of(conn)
-            if other.instance == ref.instance and project_key(other.owner, other.project) == key:
-                yield conn
+    def ref(self, conn: Connection) -> ProjectRef:
+        return self.config_of(conn).ref
 
-    def _pending_events(self, ref: ProjectRef, exclude: str) -> list[list[str]]:
-        wanted = (ref.instance, project_key(ref.owner, ref.project))
-        return [events for cid, (where, events) in self._pending.items() if where == wanted and cid != exclude]
+    def hook_events(self, conn: Connection) -> frozenset[str]:
+        return self.config_of(conn).events
 
-    async def prepare(self, conn: Connection, *, existing: Connection | None, user_id: str | None) -> Outcome:
-        ref = ref_of(conn)
-        async with self.hooks.lock(ref.instance, project_key(ref.owner, ref.project)):
-            others = [events_of(c) for c in self._same_project(ref) if c.id != conn.id]
-            others += self._pending_events(ref, conn.id)
-            union = [e for events in [*others, events_of(conn)] for e in events]
-            result = await self.hooks.sync(ref, union, user_id)
-            self._pending[conn.id] = ((ref.instance, project_key(ref.owner, ref.project)), events_of(conn))
-        record = result.record
+    def outcome(self, conn: Connection, change: HookChange) -> Outcome:
+        row = change.row
         secrets: dict[str, Any] = {
-            "webhookUrl": record.url or None,
-            "webhookSecret": record.secret,
-            "webhookEvents": list(record.events),
-            "registered": record.managed and result.manual is None,
+            "webhookUrl": row.url or None,
+            "webhookSecret": row.secret,
+            "webhookEvents": list(row.events),
+            "registered": row.managed and change.manual is None,
         }
-        warnings = list(result.notes)
-        if result.manual:
-            secrets["manualSetup"] = result.manual
-            warnings.append(result.manual)
-        return Outcome(secrets=secrets, warnings=warnings)
-
-    async def start(self, conns: list[Connection]) -> None:
-        await self.hooks.store.load()
-
-    async def on_loaded(self, conn: Connection) -> None:
-        """Also gives a connection written into room state by hand a secret, so that the webhook
-        entered by hand can be verified (the secret is shown by the provisioning API)."""
-        self._pending.pop(conn.id, None)
-        ref = ref_of(conn)
-        if ref.instance not in self.config.instances:
-            return
-        key = project_key(ref.owner, ref.project)
-        async with self.hooks.lock(ref.instance, key):
-            same = [c for c in self._same_project(ref) if c.id != conn.id] + [conn]
-            union = ordered_events(e for c in same for e in events_of(c))
-            record = self.hooks.store.get(ref.instance, key)
-            if record is None:
-                await self.hooks.remember(ref, union)
-            elif record.managed and record.events != union:
-                # `events` edited in room state by hand: follow with the bridge's token, in the
-                # background (the manager holds the room's lock while calling us).
-                task = asyncio.create_task(self._follow_room_state(ref))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        """Stop webhook updates still running in the background."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _follow_room_state(self, ref: ProjectRef) -> None:
-        async with self.hooks.lock(ref.instance, project_key(ref.owner, ref.project)):
-            union = [e for c in self._same_project(ref) for e in events_of(c)]
-            union += [e for events in self._pending_events(ref, "") for e in events]
-            try:
-                result = await self.hooks.sync(ref, union, None)
-            except ApiError as e:
-                log.warning("Could not update the GitFlic webhook of %s to edited room state: %s", ref.key, e.error)
-                return
-        if result.manual:
-            log.warning("The GitFlic webhook of %s needs updating by hand: no bridge-wide token", ref.key)
+        if change.manual_text is not None:
+            secrets["manualSetup"] = change.manual_text
+        return Outcome(secrets=secrets, warnings=list(change.warnings))
 
     async def on_removed(self, conn: Connection, *, user_id: str | None) -> list[str]:
-        self._pending.pop(conn.id, None)
-        ref = ref_of(conn)
+        ref = self.ref(conn)
         if ref.instance not in self.config.instances:
             return [f"The GitFlic instance {ref.instance!r} is no longer configured: its webhook was left alone."]
-        try:
-            async with self.hooks.lock(ref.instance, project_key(ref.owner, ref.project)):
-                remaining = [events_of(c) for c in self._same_project(ref)] + self._pending_events(ref, conn.id)
-                return await self.hooks.release(ref, remaining, user_id)
-        except Exception as e:  # must not raise: the connection is gone either way
-            log.exception("Cleaning up the GitFlic webhook of %s failed", conn.state_key)
-            return [f"Could not clean up the GitFlic webhook of {conn.state_key}: {e}"]
+        return await super().on_removed(conn, user_id=user_id)
 
     def secrets(self, conn: Connection) -> dict[str, Any] | None:
-        ref = ref_of(conn)
-        record = self.hooks.store.get(ref.instance, project_key(ref.owner, ref.project))
-        if record is None:
+        row = self.hooks.row(self.ref(conn))
+        if row is None:
             return None
         return {
-            "webhookUrl": record.url or None,
-            "webhookSecret": record.secret,
-            "webhookId": record.hook_id,
-            "webhookEvents": list(record.events),
+            "webhookUrl": row.url or None,
+            "webhookSecret": row.secret,
+            "webhookId": row.hook_id,
+            "webhookEvents": list(row.events),
         }

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from hookshot_py.gitflic.webhook import Delivery
+from hookshot_py.gitflic.models import Delivery
 from hookshot_py.markdown import render_markdown, sanitize_html
 
 QUOTE_LIMIT = 256

@@ -11,9 +11,8 @@ from hookshot_py.config import GitFlicConfig
 from hookshot_py.connections.base import ConnectionType
 from hookshot_py.gitflic.commands import DmCommands, RoomCommands
 from hookshot_py.gitflic.connection import GitFlicProjectType
-from hookshot_py.gitflic.hooks import ProjectHooks
-from hookshot_py.gitflic.routes import GitFlicWebhookRoute
-from hookshot_py.gitflic.store import HookStore
+from hookshot_py.gitflic.hooks import GitFlicProjectHooks
+from hookshot_py.gitflic.inbound import GitFlicWebhookRoute
 from hookshot_py.integration import Integration
 from hookshot_py.services import Services
 
@@ -24,12 +23,11 @@ class GitFlicIntegration(Integration):
     def __init__(self, services: Services, config: GitFlicConfig) -> None:
         self.services = services
         self.config = config
-        self.store = HookStore(services.db, services.secrets, services.gateway)
-        self.hooks = ProjectHooks(config, self.store, services.tokens, services.http)
-        self.projects = GitFlicProjectType(config, self.hooks, services.manager)
-        self.route = GitFlicWebhookRoute(
-            config, self.store, services.manager, services.outbox, on_push=services.push_seen
+        self.hooks = GitFlicProjectHooks(
+            config, services.db, services.secrets, services.tokens, services.http, services.gateway
         )
+        self.projects = GitFlicProjectType(config, self.hooks)
+        self.route = GitFlicWebhookRoute(config, self.hooks, self.projects, services.outbox, on_push=services.push_seen)
 
     def connection_types(self) -> list[ConnectionType[Any]]:
         return [self.projects]
@@ -44,7 +42,7 @@ class GitFlicIntegration(Integration):
         self.route.add_routes(app)
 
     async def stop(self) -> None:
-        await self.projects.close()
+        await self.projects.stop()
 
 
 def create(services: Services) -> Integration | None:

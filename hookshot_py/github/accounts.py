@@ -6,14 +6,15 @@ A token comes from the OAuth flow (`github login`) or is a personal access token
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from hookshot_py.errors import ApiError, ErrCode
-from hookshot_py.github.client import GitHubClient, User
-from hookshot_py.github.errors import GitHubError
+from hookshot_py.forges.http import RateLimits
+from hookshot_py.github.client import GitHubClient, GitHubError
+from hookshot_py.github.models import User
 from hookshot_py.tokens import TokenStore
 
 __all__ = ["SERVICE", "GitHubAccounts", "StoredToken", "api_error", "not_logged_in"]
@@ -63,14 +64,16 @@ class StoredToken:
         return cls(token, login if isinstance(login, str) else None, kind if isinstance(kind, str) else "oauth")
 
 
+@dataclass
 class GitHubAccounts:
-    def __init__(self, tokens: TokenStore, api_url: str, http: aiohttp.ClientSession) -> None:
-        self.tokens = tokens
-        self.api_url = api_url
-        self.http = http
+    tokens: TokenStore
+    api_url: str
+    http: aiohttp.ClientSession
+    # What GitHub said about each token's rate limit, kept across the clients made per call.
+    limits: RateLimits = field(default_factory=RateLimits)
 
     def client(self, token: str) -> GitHubClient:
-        return GitHubClient(self.api_url, token, self.http)
+        return GitHubClient(self.api_url, token, self.http, limits=self.limits)
 
     async def get(self, user_id: str) -> StoredToken | None:
         return StoredToken.from_json(await self.tokens.get(user_id, SERVICE))

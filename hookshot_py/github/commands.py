@@ -16,10 +16,9 @@ from hookshot_py.commands.registry import command
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.github.accounts import NOT_LOGGED_IN, GitHubAccounts
-from hookshot_py.github.client import GitHubClient
-from hookshot_py.github.errors import GitHubError
+from hookshot_py.github.client import GitHubClient, GitHubError
 from hookshot_py.github.hooks import RepoHooks
-from hookshot_py.github.oauth_routes import STATE_TTL_MINUTES, GitHubOAuthFlow
+from hookshot_py.github.oauth import STATE_TTL_MINUTES, GitHubOAuthFlow
 from hookshot_py.github.state import EVENT_TYPE, RepoConfig
 
 __all__ = ["DmCommands", "RepoCommands", "RoomCommands", "parse_repo_url"]

@@ -1,10 +1,11 @@
 """GitHub webhook events → Matrix notices, worded like hookshot's `GitHubRepoConnection`.
 
 `format_event` is pure: it takes the event name (`X-GitHub-Event`), the parsed payload and the
-connection's validated state, applies the connection's filters and returns the message, or
-None when the connection does not want it. Things hookshot does with side effects are left to
-the caller: debouncing `issues.labeled` (5 s), fetching a PR diff (pass it as `pr_diff`, see
-`pr_diff_url`) and looking up a closing comment.
+connection's typed config (`RepoConfig`, parsed once when the connection was loaded), applies
+the connection's filters and returns the message, or None when the connection does not want it.
+Things hookshot does with side effects are left to the caller: debouncing `issues.labeled`
+(5 s), fetching a PR diff (pass it as `pr_diff`, see `pr_diff_url`) and looking up a closing
+comment.
 
 Filters, in order:
 - `enableHooks` through `HookFilter`, with the candidate names of `candidate_hooks`. Events that
@@ -25,10 +26,9 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from hookshot_py import safe_regex
+from hookshot_py.forges.payload import Payload, PayloadError
 from hookshot_py.github.labels import format_labels
-from hookshot_py.github.payload import Payload, PayloadError
-from hookshot_py.github.state import DEFAULT_HOOKS, HookFilter, RepoSettings
+from hookshot_py.github.state import RepoConfig
 from hookshot_py.markdown import render_markdown
 
 __all__ = [
@@ -97,8 +97,7 @@ class _Ctx:
     event: str
     action: str | None
     p: Payload
-    state: dict[str, Any]
-    settings: RepoSettings
+    config: RepoConfig
     domain: str
     pr_diff: str | None
 
@@ -190,15 +189,13 @@ def _label_names(item: Payload) -> set[str]:
     return {label.text("name") for label in item.objs("labels")}
 
 
-def _matches_label_filter(state: dict[str, Any], item: Payload) -> bool:
+def _matches_label_filter(config: RepoConfig, item: Payload) -> bool:
     """hookshot's `matchesLabelFilter`: excluded labels veto; included labels are required."""
     labels = _label_names(item)
-    excluding = state.get("excludingLabels") or []
-    if any(label in labels for label in excluding):
+    if labels & config.excluding_labels:
         return False
-    including = state.get("includingLabels") or []
-    if including:
-        return any(label in labels for label in including)
+    if config.including_labels:
+        return bool(labels & config.including_labels)
     return True
 
 
@@ -218,8 +215,8 @@ def _url_path(value: str) -> str:
 
 
 def _issue_room_link(ctx: _Ctx, number: int) -> str:
-    org = str(ctx.state.get("org", "")).lower()
-    repo = str(ctx.state.get("repo", "")).lower()
+    org = ctx.config.org.lower()
+    repo = ctx.config.repo.lower()
     return f" [Issue Room](https://matrix.to/#/#github_{org}_{repo}_{number}:{ctx.domain})"
 
 
@@ -232,7 +229,7 @@ def _issue_opened(ctx: _Ctx) -> FormattedMessage | None:
     assignees = [a.text("login") for a in issue.objs("assignees")]
     if assignees:
         text += f" assigned to {', '.join(assignees)}"
-    if ctx.settings.show_issue_room_link:
+    if ctx.config.settings.show_issue_room_link:
         text += _issue_room_link(ctx, issue.integer("number"))
     return _message(
         text,
@@ -262,12 +259,12 @@ def _issue_edited(ctx: _Ctx) -> FormattedMessage | None:
 
 def _issue_labeled(ctx: _Ctx) -> FormattedMessage | None:
     # hookshot posts "labeled" only for rooms that opted into specific labels.
-    including = ctx.state.get("includingLabels") or []
+    including = ctx.config.including_labels
     label = ctx.p.opt_obj("label")
     if not including or label is None or label.text("name") not in including:
         return None
     issue = ctx.p.obj("issue")
-    if _label_names(issue) & set(ctx.state.get("excludingLabels") or []):
+    if _label_names(issue) & ctx.config.excluding_labels:
         return None
     if _within_creation_grace(issue):
         return None
@@ -328,9 +325,10 @@ def _pr_opened(ctx: _Ctx) -> FormattedMessage | None:
     text = f'{icon} **{ctx.sender}** {verb} a new PR {_ref(ctx, pr)}: "{pr.text("title")}"'
     suffix_text = suffix_html = ""
     diff = ctx.pr_diff
-    if ctx.settings.pr_diff_enabled and diff is not None:
+    settings = ctx.config.settings
+    if settings.pr_diff_enabled and diff is not None:
         # hookshot counts lines with split("/n") and so never enforces maxLines; we do.
-        if len(diff.splitlines()) <= ctx.settings.pr_diff_max_lines:
+        if len(diff.splitlines()) <= settings.pr_diff_max_lines:
             suffix_text = f"\n``` diff\n{diff}\n```"
             suffix_html = f'\n<pre><code class="language-diff">{escape(diff)}\n</code></pre>'
     return _message(
@@ -496,19 +494,7 @@ def _workflow_run(ctx: _Ctx) -> FormattedMessage | None:
     workflow = ctx.p.opt_obj("workflow")
     name = run.opt_text("name") or (workflow.text("name") if workflow else run.text("name"))
     branch = run.opt_text("head_branch") or ""
-    options = ctx.state.get("workflowRun") or {}
-    pattern = options.get("matchingBranch")
-    if pattern:
-        try:
-            if not safe_regex.search(pattern, branch):
-                return None
-        except safe_regex.PatternError:
-            # An invalid pattern only gets past validation in hand-written state: match nothing.
-            return None
-    if name in (options.get("excludingWorkflows") or []):
-        return None
-    including = options.get("includingWorkflows")
-    if including is not None and name not in including:
+    if not ctx.config.workflow.allows(name, branch):
         return None
     conclusion = run.opt_text("conclusion") or "unknown"
     notice = WORKFLOW_CONCLUSION_TO_NOTICE.get(conclusion, f"completed ({conclusion})")
@@ -713,11 +699,9 @@ def candidate_hooks(event: str, payload: dict[str, Any]) -> tuple[str, ...] | No
     return None if route is None else route.hooks
 
 
-def pr_diff_url(event: str, payload: dict[str, Any], state: dict[str, Any]) -> str | None:
+def pr_diff_url(event: str, payload: dict[str, Any], config: RepoConfig) -> str | None:
     """The diff to fetch and pass to `format_event(pr_diff=...)`, if the room wants one."""
-    if event != "pull_request" or payload.get("action") != "opened":
-        return None
-    if not RepoSettings.from_state(state).pr_diff_enabled:
+    if event != "pull_request" or payload.get("action") != "opened" or not config.settings.pr_diff_enabled:
         return None
     pr = payload.get("pull_request")
     url = pr.get("diff_url") if isinstance(pr, dict) else None
@@ -728,34 +712,24 @@ def format_event(
     event: str,
     payload: dict[str, Any],
     *,
-    state: dict[str, Any],
+    config: RepoConfig,
     domain: str,
     pr_diff: str | None = None,
 ) -> FormattedMessage | None:
     """Format one delivery for one repo connection, or None if its filters drop it.
 
-    `event` is the `X-GitHub-Event` header, `state` the connection's effective state as
-    returned by `validate_repo_state` (config defaults such as `showIssueRoomLink` already
-    applied), `domain` the homeserver name (for issue-room aliases). Raises `PayloadError`
-    naming the field when the payload lacks something the message needs.
+    `event` is the `X-GitHub-Event` header, `config` the connection's typed state (config
+    defaults such as `showIssueRoomLink` already applied), `domain` the homeserver name (for
+    issue-room aliases). Raises `PayloadError` naming the field when the payload lacks
+    something the message needs.
     """
     p = Payload(payload)
     route = _route_for(event, p)
     if route is None:
         return None
-    enabled = state.get("enableHooks")
-    hook_filter = HookFilter(DEFAULT_HOOKS if enabled is None else enabled)
-    if route.hooks and hook_filter.should_skip(*route.hooks):
+    if route.hooks and config.hooks.should_skip(*route.hooks):
         return None
-    if route.label_filtered and not _matches_label_filter(state, p.obj(route.label_source)):
+    if route.label_filtered and not _matches_label_filter(config, p.obj(route.label_source)):
         return None
-    ctx = _Ctx(
-        event=event,
-        action=p.opt_text("action"),
-        p=p,
-        state=state,
-        settings=RepoSettings.from_state(state),
-        domain=domain,
-        pr_diff=pr_diff,
-    )
+    ctx = _Ctx(event=event, action=p.opt_text("action"), p=p, config=config, domain=domain, pr_diff=pr_diff)
     return route.handler(ctx)

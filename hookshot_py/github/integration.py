@@ -14,9 +14,9 @@ from hookshot_py.github.accounts import GitHubAccounts
 from hookshot_py.github.commands import DmCommands, RoomCommands
 from hookshot_py.github.connection import GithubRepoType
 from hookshot_py.github.hooks import RepoHooks
-from hookshot_py.github.oauth_routes import GitHubOAuthFlow
+from hookshot_py.github.inbound import GitHubWebhooks
+from hookshot_py.github.oauth import GitHubOAuthFlow
 from hookshot_py.github.provisioning import GitHubProvisioning
-from hookshot_py.github.webhook import GitHubWebhooks
 from hookshot_py.integration import Integration
 from hookshot_py.services import Services
 
@@ -34,7 +34,7 @@ class GitHubIntegration(Integration):
         self.hooks = RepoHooks(
             services.db, services.secrets, self.accounts, webhook.public_url if webhook else None, services.gateway
         )
-        self.repo_type = GithubRepoType(self.accounts, self.hooks, services.manager, config.default_options)
+        self.repo_type = GithubRepoType(self.accounts, self.hooks, config.default_options)
         self.oauth = GitHubOAuthFlow(
             config, services.db, self.accounts, services.dms, services.outbox, services.http
         )
@@ -60,6 +60,9 @@ class GitHubIntegration(Integration):
 
     def add_provisioning_routes(self, app: web.Application) -> None:
         self.provisioning.add_routes(app)
+
+    async def stop(self) -> None:
+        await self.repo_type.stop()
 
 
 def create(services: Services) -> Integration | None:

@@ -16,9 +16,9 @@ from aiohttp import web
 from hookshot_py.config import GitHubConfig
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.github.accounts import GitHubAccounts, api_error
-from hookshot_py.github.client import GitHubClient, Installation, Page, Repo
-from hookshot_py.github.errors import GitHubError
-from hookshot_py.github.oauth_routes import GitHubOAuthFlow
+from hookshot_py.github.client import GitHubClient, GitHubError
+from hookshot_py.github.models import Installation, Page, Repo
+from hookshot_py.github.oauth import GitHubOAuthFlow
 
 __all__ = ["DEFAULT_PER_PAGE", "GitHubProvisioning", "MAX_PER_PAGE", "paging"]
 

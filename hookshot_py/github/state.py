@@ -14,7 +14,7 @@ from typing import Any
 
 from hookshot_py import safe_regex
 from hookshot_py.errors import ValidationIssue
-from hookshot_py.github.payload import json_type_name
+from hookshot_py.forges.payload import json_type_name
 
 __all__ = [
     "ALLOWED_EVENTS",
@@ -27,6 +27,7 @@ __all__ = [
     "ALWAYS_SUBSCRIBED_EVENTS",
     "HookFilter",
     "RepoConfig",
+    "WorkflowFilter",
     "RepoSettings",
     "github_events_for_hooks",
     "state_key",
@@ -163,18 +164,71 @@ class RepoSettings:
 
 
 @dataclass(frozen=True)
+class WorkflowFilter:
+    """`workflowRun`: which completed workflow runs a room wants. The branch pattern is checked
+    once here and matched with RE2 (`safe_regex`: linear time, compiled patterns cached)."""
+
+    branch: str | None = None
+    # A pattern RE2 refuses only gets past validation in hand-written state: it matches nothing.
+    broken: bool = False
+    including: frozenset[str] | None = None
+    excluding: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_state(cls, options: Any) -> WorkflowFilter:
+        if not isinstance(options, dict):
+            return cls()
+        pattern = options.get("matchingBranch")
+        branch, broken = None, False
+        if isinstance(pattern, str) and pattern:
+            try:
+                safe_regex.check_pattern(pattern)
+                branch = pattern
+            except safe_regex.PatternError:
+                broken = True
+        including = options.get("includingWorkflows")
+        return cls(
+            branch,
+            broken,
+            None if including is None else frozenset(_strings(including)),
+            frozenset(_strings(options.get("excludingWorkflows"))),
+        )
+
+    def allows(self, name: str, branch: str) -> bool:
+        if self.broken or (self.branch is not None and not safe_regex.search(self.branch, branch)):
+            return False
+        if name in self.excluding:
+            return False
+        return self.including is None or name in self.including
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
 class RepoConfig:
-    """A repo connection's typed state, parsed once per state change."""
+    """A repo connection's typed state, parsed once per state change: what the webhook route,
+    `format.py` and the commands read."""
 
     org: str
     repo: str
-    # The effective state (config defaults applied), as `format.py` reads it.
+    # The effective state (config defaults applied), as hookshot would keep it.
     state: dict[str, Any]
     settings: RepoSettings
+    hooks: HookFilter
+    including_labels: frozenset[str]
+    excluding_labels: frozenset[str]
+    workflow: WorkflowFilter
 
     @property
     def full_name(self) -> str:
         return f"{self.org}/{self.repo}"
+
+    @property
+    def hook_events(self) -> list[str]:
+        """The GitHub events this connection needs the repository hook to deliver."""
+        return github_events_for_hooks(self.hooks.enabled_hooks)
 
     @classmethod
     def from_state(cls, state: dict[str, Any], default_options: dict[str, Any] | None = None) -> RepoConfig:
@@ -184,7 +238,17 @@ class RepoConfig:
         org, repo = effective.get("org"), effective.get("repo")
         if not isinstance(org, str) or not isinstance(repo, str):
             raise ValueError("a GitHub repository connection needs `org` and `repo`")
-        return cls(org, repo, effective, RepoSettings.from_state(state, default_options))
+        enabled = effective.get("enableHooks")
+        return cls(
+            org,
+            repo,
+            effective,
+            RepoSettings.from_state(state, default_options),
+            HookFilter(DEFAULT_HOOKS if enabled is None else _strings(enabled)),
+            frozenset(_strings(effective.get("includingLabels"))),
+            frozenset(_strings(effective.get("excludingLabels"))),
+            WorkflowFilter.from_state(effective.get("workflowRun")),
+        )
 
 
 def state_key(state: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import pytest
 from hookshot_py.config import GitFlicConfig, GitFlicInstance
 from hookshot_py.connections.base import Connection
 from hookshot_py.gitflic.connection import EVENT_TYPE, GitFlicProjectType, events_of
-from hookshot_py.gitflic.events import DEFAULT_EVENTS
+from hookshot_py.gitflic.models import DEFAULT_EVENTS
 
 
 def make_type() -> GitFlicProjectType:
@@ -19,8 +19,8 @@ def make_type() -> GitFlicProjectType:
             "corp": GitFlicInstance(url="https://git.corp.example", api_url="https://git.corp.example/rest-api"),
         }
     )
-    # validate() needs neither the hooks nor the manager.
-    return GitFlicProjectType(config, hooks=None, manager=None)  # type: ignore[arg-type]
+    # validate() does not need the hooks.
+    return GitFlicProjectType(config, hooks=None)  # type: ignore[arg-type]
 
 
 def validate(state: dict[str, Any], *, is_new: bool = True, existing: Connection | None = None) -> tuple[dict[str, Any], list[str]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hookshot_py.errors import ValidationIssue
-from hookshot_py.gitflic.events import (
+from hookshot_py.gitflic.models import (
     ACTION_FLAGS,
     DEFAULT_EVENTS,
     DELIVERED_ACTIONS,

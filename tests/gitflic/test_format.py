@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from hookshot_py.gitflic.events import DELIVERED_ACTIONS
+from hookshot_py.gitflic.models import DELIVERED_ACTIONS
 from hookshot_py.gitflic.format import format_delivery
-from hookshot_py.gitflic.webhook import Delivery, parse_delivery
+from hookshot_py.gitflic.inbound import parse_delivery
+from hookshot_py.gitflic.models import Delivery
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INSTANCE = "https://gitflic.ru"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hookshot_py.gitflic.connection import EVENT_TYPE
-from hookshot_py.gitflic.events import DEFAULT_EVENTS, SUBSCRIPTION_FLAGS
+from hookshot_py.gitflic.models import DEFAULT_EVENTS, SUBSCRIPTION_FLAGS
 from support.fixtures import room_with_bot
 from support.helpers import eventually
 

@@ -3,15 +3,14 @@ from __future__ import annotations
 import pytest
 
 from hookshot_py.config import GitFlicConfig, GitFlicInstance, GitFlicWebhook
-from hookshot_py.gitflic.project import (
+from hookshot_py.gitflic.hooks import project_web_url, webhook_url
+from hookshot_py.gitflic.models import (
     ProjectRef,
     ProjectRefError,
     instance_for_host,
     is_alias,
     parse_project,
     project_key,
-    project_web_url,
-    webhook_url,
 )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hookshot_py.gitflic.events import DELIVERED_ACTIONS, SUBSCRIPTION_FLAGS
+from hookshot_py.gitflic.models import DELIVERED_ACTIONS, SUBSCRIPTION_FLAGS
 from hookshot_py.gitflic.format import format_delivery
-from hookshot_py.gitflic.routes import dedupe_key
-from hookshot_py.gitflic.webhook import parse_delivery
+from hookshot_py.gitflic.inbound import dedupe_key
+from hookshot_py.gitflic.inbound import parse_delivery
 from support.fixtures import room_with_bot
 from support.helpers import http
 

@@ -8,8 +8,9 @@ import pytest
 from aiohttp import web
 
 from fakes.github import FakeGitHubState, FakeHook
-from hookshot_py.github.client import API_VERSION, GitHubClient, GitHubError, parse_next_link
-from hookshot_py.github.verify import verify_signature
+from hookshot_py.forges.http import parse_next_link
+from hookshot_py.github.client import API_VERSION, GitHubClient, GitHubError
+from hookshot_py.forges.inbound import verify_signature
 
 from .conftest import Receiver
 

@@ -13,8 +13,8 @@ from hookshot_py.github.state import DEFAULT_HOOKS, EVENT_TYPE
 
 
 def make_type(default_options: dict[str, Any] | None = None) -> GithubRepoType:
-    # validate/effective_state/command_prefix touch neither accounts, hooks nor the manager.
-    return GithubRepoType(None, None, None, default_options)  # type: ignore[arg-type]
+    # validate/effective_state/command_prefix touch neither accounts nor hooks.
+    return GithubRepoType(None, None, default_options)  # type: ignore[arg-type]
 
 
 def test_stores_what_the_user_gave_and_keeps_config_defaults_live() -> None:

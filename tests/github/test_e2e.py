@@ -9,7 +9,7 @@ from typing import Any
 
 from fakes.github import FakeGitHubState, deliver
 from hookshot_py.github.state import DEFAULT_HOOKS, EVENT_TYPE, github_events_for_hooks
-from hookshot_py.github.verify import sign_sha1
+from hookshot_py.forges.inbound import sign_sha1
 from support.fixtures import room_with_bot
 from support.helpers import eventually, http, is_notice_with, wait_state
 

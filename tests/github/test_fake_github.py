@@ -3,7 +3,7 @@
 import json
 
 from fakes.github import deliver
-from hookshot_py.github.verify import verify_signature
+from hookshot_py.forges.inbound import verify_signature
 
 from .conftest import Receiver
 

@@ -17,7 +17,7 @@ from hookshot_py.github.format import (
     format_event,
     pr_diff_url,
 )
-from hookshot_py.github.state import ALLOWED_EVENTS, validate_repo_state
+from hookshot_py.github.state import ALLOWED_EVENTS, RepoConfig, validate_repo_state
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = "octo-org/hello-world"
@@ -32,21 +32,21 @@ def load(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-def state_with(**options: Any) -> dict[str, Any]:
+def state_with(**options: Any) -> RepoConfig:
     state, issues = validate_repo_state({"org": "Octo-Org", "repo": "Hello-World", **options}, is_new=True)
     assert issues == []
-    return state
+    return RepoConfig.from_state(state)
 
 
 ALL = state_with(enableHooks=list(ALLOWED_EVENTS))
 
 
-def fmt(name: str, state: dict[str, Any] = ALL, payload: dict[str, Any] | None = None, **kw: Any) -> FormattedMessage | None:
+def fmt(name: str, state: RepoConfig = ALL, payload: dict[str, Any] | None = None, **kw: Any) -> FormattedMessage | None:
     event = name.split(".")[0]
-    return format_event(event, payload if payload is not None else load(name), state=state, domain="example.org", **kw)
+    return format_event(event, payload if payload is not None else load(name), config=state, domain="example.org", **kw)
 
 
-def body(name: str, state: dict[str, Any] = ALL, **kw: Any) -> str:
+def body(name: str, state: RepoConfig = ALL, **kw: Any) -> str:
     message = fmt(name, state, **kw)
     assert message is not None, f"{name} was filtered out"
     return message.body
@@ -188,7 +188,7 @@ def test_issue_room_link() -> None:
     from_config, _ = validate_repo_state(
         {"org": "Octo-Org", "repo": "Hello-World"}, is_new=True, default_options={"showIssueRoomLink": True}
     )
-    assert "[Issue Room]" in body("issues.opened", from_config)
+    assert "[Issue Room]" in body("issues.opened", RepoConfig.from_state(from_config))
     assert "[Issue Room]" not in body("issues.opened", state_with())
 
 
@@ -254,7 +254,7 @@ def test_ignored_actions(name: str) -> None:
 
 
 def test_unknown_event_is_ignored() -> None:
-    assert format_event("deployment_status", {"action": "created"}, state=ALL, domain="x") is None
+    assert format_event("deployment_status", {"action": "created"}, config=ALL, domain="x") is None
     assert candidate_hooks("deployment_status", {}) is None
 
 
@@ -439,7 +439,7 @@ def test_wrong_types_are_precise_errors() -> None:
     with pytest.raises(PayloadError, match=r"^commits\[2\]\.message: expected string, got integer$"):
         fmt("push", payload=payload)
     with pytest.raises(PayloadError, match=r"^payload: expected object, got array$"):
-        format_event("push", [], state=ALL, domain="x")  # type: ignore[arg-type]
+        format_event("push", [], config=ALL, domain="x")  # type: ignore[arg-type]
     broken = copy.deepcopy(load("pull_request.opened"))
     broken["pull_request"]["labels"] = "documentation"
     with pytest.raises(PayloadError, match=r"^pull_request\.labels: expected array, got string$"):

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from fakes.github import FakeGitHubState
 from hookshot_py.github.client import GitHubClient
-from hookshot_py.github.errors import GitHubError
+from hookshot_py.github.client import GitHubError
 from hookshot_py.github.oauth import authorize_url, exchange_code, install_url, request_token
 
 CLIENT_ID, CLIENT_SECRET = "Iv1.abc123", "client-secret"

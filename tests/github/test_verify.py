@@ -3,7 +3,7 @@ import hmac
 
 import pytest
 
-from hookshot_py.github.verify import sign_sha1, sign_sha256, verify_signature
+from hookshot_py.forges.inbound import sign_sha1, sign_sha256, verify_signature
 
 # GitHub's published example (docs: "Validating webhook deliveries").
 DOC_SECRET = "It's a Secret to Everybody"

@@ -1,14 +1,16 @@
-"""Typed, path-aware reading of GitHub webhook payloads.
+"""Typed, path-aware reading of forge webhook payloads, for every forge's `format.py`.
 
 A webhook body is untrusted JSON: a missing or mistyped field must become a `PayloadError`
-that names the field (`issue.number: expected integer, got string`), never a KeyError.
+that names the field (`issue.number: expected integer, got string`), never a KeyError. (The
+payloads are read where they are formatted, rather than declared as models: a forge sends
+dozens of event shapes and each message needs a few fields of one.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Payload", "PayloadError"]
+__all__ = ["Payload", "PayloadError", "json_type_name"]
 
 
 class PayloadError(ValueError):
