@@ -188,7 +188,9 @@ class Bridge:
                 await appservice.intent.whoami()
                 break
             except Exception as e:
-                log.warning("Homeserver at %s not reachable yet (%s); retrying in %.0fs", self.config.bridge.url, e, delay)
+                log.warning(
+                    "Homeserver at %s not reachable yet (%s); retrying in %.0fs", self.config.bridge.url, e, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
         try:

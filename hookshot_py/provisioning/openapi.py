@@ -104,7 +104,9 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Connection types enabled on this bridge",
                     "responses": {
-                        **_ok({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ConnectionType"}}),
+                        **_ok(
+                            {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ConnectionType"}}
+                        ),
                         **_err(401),
                     },
                 }
