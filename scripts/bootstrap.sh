@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtualenvs from the pinned requirement files.
-#   .venv          hookshot_py itself (+ the test tools with --test)
-#   .venv-synapse  Synapse, the real homeserver used by the quickstart, tests and benchmarks
+#   bootstrap.sh             .venv with hookshot_py alone: what a deployment needs
+#   bootstrap.sh --synapse   also .venv-synapse: Synapse, the homeserver of the quickstart (242 MB)
+#   bootstrap.sh --test      .venv with the test tools too, and .venv-synapse (tests and benchmarks)
 # Re-running is cheap: a venv is reinstalled only when its requirement files change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+mode=${1:-}
+case "$mode" in
+  ""|--synapse|--test) ;;
+  *) echo "usage: $0 [--synapse|--test]" >&2; exit 2 ;;
+esac
 
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
@@ -23,7 +30,7 @@ install() {  # install DIR STAMPFILE STAMP PIP_ARGS...
 run_stamp=$(stamp_of requirements.txt pyproject.toml)
 test_stamp=$(stamp_of requirements.txt requirements-test.txt pyproject.toml)
 fresh=0
-if [ "${1:-}" = "--test" ]; then
+if [ "$mode" = "--test" ]; then
   if [ "$(cat .venv/.stamp-test 2>/dev/null)" != "$test_stamp" ]; then
     install .venv .stamp-test "$test_stamp" -r requirements-test.txt; fresh=1
   fi
@@ -35,6 +42,7 @@ if [ $fresh = 1 ] || [ ! -e .venv/bin/hookshot-py ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>/dev/null \
     || .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 fi
+[ -n "$mode" ] || exit 0
 synapse_stamp=$(stamp_of requirements-synapse.txt)
 if [ "$(cat .venv-synapse/.stamp 2>/dev/null)" != "$synapse_stamp" ]; then
   install .venv-synapse .stamp "$synapse_stamp" -r requirements-synapse.txt

@@ -3,5 +3,5 @@
 # Postgres, a demo user and room with a generic webhook. Data stays in ./quickstart-data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --synapse
 exec .venv/bin/python -m hookshot_py.devenv.quickstart "${1:-quickstart-data}"

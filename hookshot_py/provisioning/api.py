@@ -83,7 +83,10 @@ class ProvisioningApi:
 
     @staticmethod
     async def _body(request: web.Request) -> dict[str, Any]:
-        body = parse_json(await read_body(request, MAX_BODY_BYTES))
+        raw = await read_body(request, MAX_BODY_BYTES)
+        if not raw.strip():
+            raise ApiError(ErrCode.BAD_VALUE, "The body is empty: a JSON object must be provided.")
+        body = parse_json(raw)
         if not isinstance(body, dict):
             raise ApiError(ErrCode.BAD_VALUE, "A JSON object must be provided as the body.")
         return body

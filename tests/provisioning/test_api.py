@@ -89,8 +89,8 @@ async def test_errors_are_precise(bridge, make_user):
     room = await room_with_bot(alice)
     q = f"?userId={alice.user_id}"
 
-    async def call(method, path, **kw):
-        return await http(method, v1(bridge, path), headers=AUTH, **kw)
+    async def call(method, path, headers=None, **kw):
+        return await http(method, v1(bridge, path), headers={**AUTH, **(headers or {})}, **kw)
 
     status, body = await call("GET", f"/{room}/connections")
     assert status == 400 and body["errcode"] == "HS_BAD_VALUE" and "userId" in body["error"]
@@ -104,6 +104,11 @@ async def test_errors_are_precise(bridge, make_user):
     assert status == 400 and body["errcode"] == "HS_BAD_VALUE"
     status, body = await call("PUT", f"/{room}/connections/{EVENT_TYPE}{q}", data=b"{broken", )
     assert status == 400 and "JSON" in body["error"]
+    for empty in (b"", b"  \n"):  # as the README promises: no body is not `{}`
+        status, body = await call(
+            "PUT", f"/{room}/connections/{EVENT_TYPE}{q}", data=empty, headers={"Content-Type": "application/json"}
+        )
+        assert status == 400 and body["errcode"] == "HS_BAD_VALUE" and "empty" in body["error"], body
     status, body = await call("PUT", f"/{room}/connections/{EVENT_TYPE}{q}", json={"name": "x", "waitForComplete": "yes"})
     assert status == 400 and {e["path"] for e in body["validationErrors"]} == {"/name", "/waitForComplete"}
     status, body = await call("PUT", f"/{room}/connections/{EVENT_TYPE}{q}", json={"name": "dup"})
