@@ -31,11 +31,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from support.bridge import create_database
+from support.helpers import dm_webhook_url, is_notice_with
 
 from hookshot_py.devenv.matrix_client import MatrixTestClient
 from hookshot_py.devenv.synapse import SynapseServer, free_port
-from support.bridge import create_database
-from support.helpers import dm_webhook_url, is_notice_with
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -190,7 +190,7 @@ async def generate_registration(r: Reader, cmd: Command) -> None:
 
 async def run_bridge(r: Reader, cmd: Command) -> None:
     log = (r.tmp / "bridge.log").open("ab")
-    r.bridge = subprocess.Popen(
+    r.bridge = subprocess.Popen(  # noqa: ASYNC220 (the bridge runs alongside; nothing to await)
         ["bash", "-c", f"exec {cmd.text}"], cwd=r.checkout, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -301,9 +301,8 @@ PROVISIONING_CHECKS: dict[str, Callable[[Reader, Any], None]] = {
     'curl -H "$H" "$API/$ROOM/connections?$U"': lambda r, out: [
         _has(c, {"type", "eventType", "id", "service", "botUserId", "config"}) for c in out
     ],
-    'curl -H "$H" -X PUT -d \'{"name": "ci-builds"}\' "$API/$ROOM/connections/uk.half-shot.matrix-hookshot.generic.hook?$U"': (
-        _created
-    ),
+    'curl -H "$H" -X PUT -d \'{"name": "ci-builds"}\' '
+    '"$API/$ROOM/connections/uk.half-shot.matrix-hookshot.generic.hook?$U"': _created,
     'curl -H "$H" "$API/$ROOM/connections/$ID?$U"': lambda r, out: _eq(out["id"], r.connection["id"]),
     'curl -H "$H" -X PATCH -d \'{"waitForComplete": true}\' "$API/$ROOM/connections/$ID?$U"': lambda r, out: _eq(
         out["config"], {"name": "ci-builds", "waitForComplete": True}
@@ -345,7 +344,9 @@ def handler_for(cmd: Command) -> Handler | None:
 
 
 # Sections in the order a reader needs them: the bridge first, then what uses it.
-ORDER = ["The two commands", "Running your own deployment", "Using it in a room", "Generic webhooks", "Provisioning API"]
+ORDER = [
+    "The two commands", "Running your own deployment", "Using it in a room", "Generic webhooks", "Provisioning API",
+]  # fmt: skip
 
 
 def test_every_readme_command_has_a_handler() -> None:

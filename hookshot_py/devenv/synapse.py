@@ -206,7 +206,8 @@ class SynapseServer:
             raise SynapseError(f"Synapse is already running on {self.base_url}")
         if not self.python.exists():
             raise SynapseError(
-                f"no Synapse interpreter at {self.python}: run scripts/bootstrap.sh --synapse or set ${SYNAPSE_PYTHON_ENV}"
+                f"no Synapse interpreter at {self.python}: "
+                f"run scripts/bootstrap.sh --synapse or set ${SYNAPSE_PYTHON_ENV}"
             )
         self.write_config()
         if not Path(self.config()["signing_key_path"]).exists():
