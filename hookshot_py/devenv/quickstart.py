@@ -1,7 +1,9 @@
 """`./scripts/quickstart.sh`: a local Synapse, the bridge on its embedded Postgres, a demo room.
 
-Everything lives in ./quickstart-data (kept between runs: same user, room and webhook URL).
-Ctrl-C stops the bridge, Synapse and the embedded Postgres.
+Everything lives in ./quickstart-data (kept between runs: same user, room, webhook URL, ports and
+Synapse secret). Ctrl-C stops the bridge, Synapse and the embedded Postgres, at any moment. A run
+that died (SIGKILL, a crash) leaves Synapse and Postgres running: the next run stops that Synapse
+and adopts that Postgres, so it starts as if the previous one had stopped cleanly.
 """
 
 from __future__ import annotations
@@ -9,22 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
-import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-import yaml
-
-from hookshot_py.app import Bridge
-from hookshot_py.config import load_config, load_registration
-from hookshot_py.devenv.matrix_client import MatrixHTTPError, MatrixTestClient
-from hookshot_py.devenv.synapse import SynapseServer, free_port, make_registration
-from hookshot_py.generic.connection import EVENT_TYPE
-from hookshot_py.log_setup import setup_logging
-from hookshot_py.secretfiles import write_private
+# Only the standard library at import time: a Ctrl-C right after the start must not print a
+# traceback from the middle of an import.
+if TYPE_CHECKING:
+    from hookshot_py.app import Bridge
+    from hookshot_py.devenv.matrix_client import MatrixTestClient
+    from hookshot_py.devenv.synapse import SynapseServer
 
 log = logging.getLogger("quickstart")
 
@@ -33,24 +31,72 @@ DEMO_USER = "demo"
 HOOK_NAME = "demo"
 
 
-def _load_state(path: Path) -> dict[str, Any]:
-    if path.exists():
-        return json.loads(path.read_text())
-    state = {
-        "synapse_port": free_port(),
-        "appservice_port": free_port(),
-        "listener_port": free_port(),
-        "demo_password": secrets.token_urlsafe(12),
-        "provisioning_secret": secrets.token_urlsafe(24),
+class QuickstartError(Exception):
+    """Why the quickstart cannot run; printed as one line."""
+
+
+def _load_state(path: Path, synapse_config: Path) -> dict[str, Any]:
+    from hookshot_py.devenv.synapse import free_port
+
+    state: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    fresh = {
+        "synapse_port": free_port,
+        "appservice_port": free_port,
+        "listener_port": free_port,
+        "demo_password": lambda: secrets.token_urlsafe(12),
+        "provisioning_secret": lambda: secrets.token_urlsafe(24),
+        # Synapse's registration_shared_secret, kept so that a Synapse and its data outlive a run.
+        "synapse_secret": lambda: _existing_synapse_secret(synapse_config) or secrets.token_hex(24),
     }
-    write_private(path, json.dumps(state, indent=2))  # the demo password and the provisioning secret
+    missing = {key: make() for key, make in fresh.items() if key not in state}
+    if missing:
+        state.update(missing)
+        _save_state(path, state)
     return state
 
 
+def _existing_synapse_secret(config: Path) -> str | None:
+    """The secret of a Synapse set up by an older quickstart, which did not record it."""
+    import yaml
+
+    try:
+        secret = (yaml.safe_load(config.read_text()) or {}).get("registration_shared_secret")
+    except (OSError, yaml.YAMLError):
+        return None
+    return secret if isinstance(secret, str) and secret else None
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    from hookshot_py.secretfiles import write_private
+
+    write_private(path, json.dumps(state, indent=2))  # the demo password and the secrets
+
+
+def _claim(data: Path) -> Path:
+    """Refuse to run twice on one directory at a time; a dead owner's claim is taken over."""
+    import psutil
+
+    pid_path = data / "quickstart.pid"
+    try:
+        pid = int(pid_path.read_text().strip())
+        if pid != os.getpid() and "hookshot_py.devenv.quickstart" in " ".join(psutil.Process(pid).cmdline()):
+            raise QuickstartError(f"another quickstart (pid {pid}) is running on {data}: stop it first (Ctrl-C)")
+    except (FileNotFoundError, ValueError, psutil.Error):
+        pass
+    pid_path.write_text(f"{os.getpid()}\n")
+    return pid_path
+
+
 def _write_files(data: Path, state: dict[str, Any]) -> tuple[Path, Path]:
+    import yaml
+
+    from hookshot_py.devenv.synapse import make_registration
+    from hookshot_py.secretfiles import write_private
+
     registration_path = data / "registration.yaml"
     if not registration_path.exists():
-        reg = make_registration(f"http://127.0.0.1:{state['appservice_port']}", SERVER_NAME, user_prefixes=("_webhooks_",))
+        url = f"http://127.0.0.1:{state['appservice_port']}"
+        reg = make_registration(url, SERVER_NAME, user_prefixes=("_webhooks_",))
         write_private(registration_path, yaml.safe_dump(reg, sort_keys=False))
     listener = state["listener_port"]
     config = {
@@ -62,10 +108,14 @@ def _write_files(data: Path, state: dict[str, Any]) -> tuple[Path, Path]:
         },
         "passFile": "passkey.pem",
         "logging": {"level": "info"},
-        "listeners": [{"port": listener, "bindAddress": "127.0.0.1", "resources": ["webhooks", "provisioning", "metrics"]}],
+        "listeners": [
+            {"port": listener, "bindAddress": "127.0.0.1", "resources": ["webhooks", "provisioning", "metrics"]}
+        ],
         "permissions": [{"actor": SERVER_NAME, "services": [{"service": "*", "level": "admin"}]}],
         "bot": {"displayname": "Hookshot"},
-        "generic": {"enabled": True, "urlPrefix": f"http://127.0.0.1:{listener}/webhook/", "userIdPrefix": "_webhooks_"},
+        "generic": {
+            "enabled": True, "urlPrefix": f"http://127.0.0.1:{listener}/webhook/", "userIdPrefix": "_webhooks_",
+        },  # fmt: skip
         "provisioning": {"secret": state["provisioning_secret"]},
         "metrics": {"enabled": True},
         "database": {"dataDirectory": "hookshot-data"},
@@ -80,13 +130,18 @@ def _write_files(data: Path, state: dict[str, Any]) -> tuple[Path, Path]:
 
 
 async def _demo_user(synapse: SynapseServer, password: str) -> MatrixTestClient:
+    import aiohttp
+
+    from hookshot_py.devenv.matrix_client import MatrixHTTPError, MatrixTestClient
+
     try:
         return await synapse.register_user(DEMO_USER, password)
     except MatrixHTTPError as e:
         if e.errcode != "M_USER_IN_USE":
             raise
     async with aiohttp.ClientSession() as session:
-        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": DEMO_USER}, "password": password}
+        who = {"type": "m.id.user", "user": DEMO_USER}
+        body = {"type": "m.login.password", "identifier": who, "password": password}
         async with session.post(f"{synapse.base_url}/_matrix/client/v3/login", json=body) as resp:
             data = await resp.json()
             if resp.status != 200:
@@ -108,42 +163,33 @@ async def _demo_room(bridge: Bridge, user: MatrixTestClient, state: dict[str, An
     )
     await user.set_power_levels(room_id, {bot: 50})
     state["room_id"] = room_id
-    write_private(state_path, json.dumps(state, indent=2))
+    _save_state(state_path, state)
     return room_id
 
 
-async def main(data: Path) -> int:
-    data.mkdir(parents=True, exist_ok=True)
-    state_path = data / "state.json"
-    state = _load_state(state_path)
-    config_path, registration_path = _write_files(data, state)
-    config = load_config(config_path)
-    setup_logging(config.logging)
+async def _start(
+    synapse: SynapseServer, bridge: Bridge, clients: list[MatrixTestClient], state: dict[str, Any], data: Path
+) -> None:
+    from hookshot_py.generic.connection import EVENT_TYPE
 
-    synapse = SynapseServer(data / "synapse", SERVER_NAME, [registration_path], port=state["synapse_port"])
     log.info("Starting Synapse on %s …", synapse.base_url)
     await synapse.start()
-    bridge = Bridge(config, load_registration(registration_path))
-    user: MatrixTestClient | None = None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await bridge.start()
-        assert bridge.services is not None
-        user = await _demo_user(synapse, state["demo_password"])
-        room_id = await _demo_room(bridge, user, state, state_path)
-        manager = bridge.services.manager
-        conn = manager.find(room_id, EVENT_TYPE, HOOK_NAME)
-        if conn is None:
-            conn, outcome = await manager.create(room_id, EVENT_TYPE, {"name": HOOK_NAME}, user_id=user.user_id)
-            url = outcome.secrets["url"]
-        else:
-            url = manager.details(conn, include_secrets=True)["secrets"]["url"]
-        base = f"http://127.0.0.1:{state['listener_port']}"
-        print(
-            f"""
+    await bridge.start()
+    assert bridge.services is not None
+    user = await _demo_user(synapse, state["demo_password"])
+    clients.append(user)
+    room_id = await _demo_room(bridge, user, state, data / "state.json")
+    manager = bridge.services.manager
+    conn = manager.find(room_id, EVENT_TYPE, HOOK_NAME)
+    if conn is None:
+        conn, outcome = await manager.create(room_id, EVENT_TYPE, {"name": HOOK_NAME}, user_id=user.user_id)
+        url = outcome.secrets["url"]
+    else:
+        url = manager.details(conn, include_secrets=True)["secrets"]["url"]
+    base = f"http://127.0.0.1:{state['listener_port']}"
+    auth = f"Authorization: Bearer {state['provisioning_secret']}"
+    print(
+        f"""
 ────────────────────────────────────────────────────────────────────────────
  hookshot_py is running.
 
@@ -155,25 +201,68 @@ async def main(data: Path) -> int:
  Try it:
    curl -X POST -H 'Content-Type: application/json' -d '{{"text": "Hello **Matrix**"}}' {url}
 
- Provisioning   curl -H 'Authorization: Bearer {state['provisioning_secret']}' '{base}/v1/{room_id}/connections?userId={user.user_id}'
+ Provisioning   curl -H '{auth}' '{base}/v1/{room_id}/connections?userId={user.user_id}'
  Metrics        {base}/metrics
  Data           {data}   (config.yaml, registration.yaml, Synapse, Postgres)
 
  Log in with any Matrix client at {synapse.base_url} to watch the room. Ctrl-C stops everything.
 ────────────────────────────────────────────────────────────────────────────
 """,
-            flush=True,
-        )
-        await stop.wait()
-    finally:
+        flush=True,
+    )
+
+
+async def main(data: Path, state: dict[str, Any], config_path: Path, registration_path: Path) -> int:
+    from hookshot_py.app import Bridge
+    from hookshot_py.config import load_config, load_registration
+    from hookshot_py.devenv.synapse import SynapseError, SynapseServer
+    from hookshot_py.lifecycle import Deadline, run_until_signal
+    from hookshot_py.log_setup import setup_logging
+
+    config = load_config(config_path)
+    setup_logging(config.logging)
+    synapse = SynapseServer(
+        data / "synapse", SERVER_NAME, [registration_path], port=state["synapse_port"],
+        registration_shared_secret=state["synapse_secret"],
+    )  # fmt: skip
+    bridge = Bridge(config, load_registration(registration_path))
+    clients: list[MatrixTestClient] = []
+
+    async def stop() -> None:
         log.info("Stopping …")
-        if user is not None:
-            await user.close()
+        deadline = Deadline(20)
+        for client in clients:
+            await deadline.run("the demo client", client.close(), cap=2)
         await bridge.stop()
-        await synapse.stop()
+        await deadline.run("Synapse", synapse.stop(grace=5))
+        log.info("Stopped")
+
+    try:
+        await run_until_signal(lambda: _start(synapse, bridge, clients, state, data), stop)
+    except SynapseError as e:
+        log.error("Synapse could not start: %s", e)
+        return 1
     return 0
 
 
+def run(argv: list[str]) -> int:
+    data = (Path(argv[0]) if argv else Path.cwd() / "quickstart-data").resolve()
+    claim: Path | None = None
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        claim = _claim(data)
+        state = _load_state(data / "state.json", data / "synapse" / "homeserver.yaml")
+        config_path, registration_path = _write_files(data, state)
+        return asyncio.run(main(data, state, config_path, registration_path))
+    except QuickstartError as e:
+        print(f"quickstart: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # before the signal handlers were in place
+        return 130
+    finally:
+        if claim is not None:
+            claim.unlink(missing_ok=True)
+
+
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd() / "quickstart-data"
-    sys.exit(asyncio.run(main(target.resolve())))
+    sys.exit(run(sys.argv[1:]))

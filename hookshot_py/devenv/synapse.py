@@ -4,6 +4,8 @@ Synapse lives in its own virtualenv (``.venv-synapse``, see ``scripts/bootstrap.
 dependencies never meet hookshot_py's. Each :class:`SynapseServer` owns a directory holding its config,
 SQLite database, media store, signing key and logs; :meth:`SynapseServer.restart` reuses all of it,
 so users and rooms survive, and the port stays the same so a bridge's homeserver URL stays valid.
+A Synapse left running by a process that died (SIGKILL) is found through its pid file and stopped
+by the next :meth:`SynapseServer.start` on the same directory.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import atexit
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import signal
@@ -23,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import yaml
 
 from hookshot_py.secretfiles import write_private
 
 from .matrix_client import MatrixHTTPError, MatrixTestClient
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYNAPSE_PYTHON_ENV = "HOOKSHOT_SYNAPSE_PYTHON"
@@ -72,6 +78,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -143,6 +159,11 @@ class SynapseServer:
         return self.workdir / "homeserver.out"
 
     @property
+    def pid_path(self) -> Path:
+        """The pid of the Synapse we started (Synapse writes none unless it daemonizes)."""
+        return self.workdir / "synapse.pid"
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -210,6 +231,9 @@ class SynapseServer:
                 f"run scripts/bootstrap.sh --synapse or set ${SYNAPSE_PYTHON_ENV}"
             )
         self.write_config()
+        await asyncio.to_thread(self._stop_orphan)
+        if not _port_free(self.port):
+            raise SynapseError(f"127.0.0.1:{self.port} is in use by another program: Synapse cannot listen there")
         if not Path(self.config()["signing_key_path"]).exists():
             await self._generate_keys()
         began = time.monotonic()
@@ -220,10 +244,12 @@ class SynapseServer:
                 start_new_session=True,  # a ^C aimed at pytest must not kill Synapse before teardown runs
             )  # fmt: skip
         _live_processes.add(self._process)
+        self.pid_path.write_text(f"{self._process.pid}\n")
         try:
             await self._wait_until_ready()
         except BaseException:
             self.kill_now()
+            self._forget()
             raise
         self.last_startup_seconds = time.monotonic() - began
 
@@ -284,7 +310,31 @@ class SynapseServer:
     def _forget(self) -> None:
         if self._process is not None:
             _live_processes.discard(self._process)
+            self.pid_path.unlink(missing_ok=True)
         self._process = None
+
+    def _stop_orphan(self, grace: float = 10.0) -> None:
+        """Stop a Synapse of this directory whose owner died without stopping it. Blocking."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return
+        try:
+            proc = psutil.Process(pid)
+            ours = str(self.config_path) in proc.cmdline()
+        except psutil.Error:
+            ours = False  # gone, or the pid now belongs to a process we may not inspect
+        if ours:
+            log.info("Stopping the Synapse (pid %d) an earlier run left behind in %s", pid, self.workdir)
+            try:
+                proc.terminate()
+                proc.wait(grace)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait(grace)
+            except psutil.NoSuchProcess:
+                pass
+        self.pid_path.unlink(missing_ok=True)
 
     async def restart(self) -> None:
         """Stop and start again with the same config, data and port."""
