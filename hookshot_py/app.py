@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,10 +19,12 @@ from hookshot_py.db.database import Database
 from hookshot_py.db.embedded import EmbeddedPostgres
 from hookshot_py.integration import Integration
 from hookshot_py.integrations import create_all
+from hookshot_py.lifecycle import STOP_DEADLINE, Deadline
 from hookshot_py.listeners.http import ListenerRunner, add_health_routes, error_middleware, timed
 from hookshot_py.matrix.appservice import HookshotAppService
 from hookshot_py.matrix.events import EventRouter, join_permission_rooms
 from hookshot_py.matrix.gateway import MatrixGateway
+from hookshot_py.matrix.homeserver import HomeserverCheck, HomeserverState, HomeserverStatus, Setup
 from hookshot_py.metrics import Metrics
 from hookshot_py.provisioning.api import ProvisioningApi
 from hookshot_py.services import Services, build_services
@@ -48,11 +51,13 @@ class Runtime:
 
 
 class Bridge:
-    def __init__(self, config: Config, registration: Registration) -> None:
+    def __init__(self, config: Config, registration: Registration, registration_path: Path | None = None) -> None:
         self.config = config
         self.registration = registration
+        self.registration_path = registration_path  # named in start-up errors
         self.metrics = Metrics()
         self.embedded: EmbeddedPostgres | None = None
+        self.homeserver: HomeserverCheck | None = None
         self.ready = False
         self._runtime: Runtime | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -79,10 +84,10 @@ class Bridge:
         dsn = cfg.database.url
         if dsn is None:
             self.embedded = EmbeddedPostgres(cfg.database.data_directory / "postgres")
-            dsn = await asyncio.to_thread(self.embedded.start)
+            dsn = await self.embedded.start_async()
         db = Database(dsn)
-        await db.start()
         try:
+            await db.start()
             self._runtime = await self._assemble(db)
         except BaseException:
             await db.stop()
@@ -95,8 +100,11 @@ class Bridge:
         loaded = await rt.services.manager.load()
         await rt.services.dms.load()
         log.info("Loaded %d connection(s) from the database", loaded)
+        self.homeserver = HomeserverCheck(rt.appservice, self._homeserver_setup())
         await self._start_listeners(rt)
-        await self._wait_for_homeserver(rt.appservice)
+        await self.homeserver.wait_for_token()
+        if not await self.homeserver.ping():
+            self._spawn(self.homeserver.ping_until_ok(), "homeserver-ping")
         await rt.services.outbox.start()
         for integration in rt.integrations:
             await integration.start()
@@ -154,25 +162,27 @@ class Bridge:
         return Runtime(db, appservice, services, integrations, dispatcher, router)
 
     async def stop(self) -> None:
+        """Stop everything, within `lifecycle.STOP_DEADLINE` whatever start() got to: each step
+        has a share of the time; the embedded Postgres is stopped last, in every case."""
         self.ready = False
+        deadline = Deadline(STOP_DEADLINE - 3)  # what is left is for the embedded Postgres
         rt, self._runtime = self._runtime, None
-        if rt is not None:
-            for runner in rt.runners:
-                await runner.cleanup()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if rt is not None:
-            for integration in rt.integrations:
-                try:
-                    await integration.stop()
-                except Exception:
-                    log.exception("Stopping %s failed", integration.name)
-            await rt.services.close()
-            await rt.appservice.stop()
-            await rt.db.stop()
-        if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+        try:
+            if rt is not None:
+                for runner in rt.runners:
+                    await deadline.run("a listener", runner.cleanup(), cap=3)
+            for task in list(self._tasks):
+                task.cancel()
+            await deadline.run("background tasks", asyncio.gather(*self._tasks, return_exceptions=True), cap=2)
+            if rt is not None:
+                for integration in rt.integrations:
+                    await deadline.run(f"the {integration.name} integration", integration.stop(), cap=2)
+                await deadline.run("the outbox", rt.services.close(), cap=2)
+                await deadline.run("the appservice listener", rt.appservice.stop(), cap=2)
+                await deadline.run("the database pool", rt.db.stop(), cap=3)
+        finally:
+            if self.embedded is not None:
+                await self.embedded.stop_async()
         log.info("Bridge stopped")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
@@ -181,27 +191,14 @@ class Bridge:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _wait_for_homeserver(self, appservice: HookshotAppService) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await appservice.intent.whoami()
-                break
-            except Exception as e:
-                log.warning(
-                    "Homeserver at %s not reachable yet (%s); retrying in %.0fs", self.config.bridge.url, e, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
-        try:
-            # A successful ping also makes Synapse resend, at once, the transactions it could not
-            # deliver while we were down (instead of waiting out its backoff).
-            await appservice.ping_self()
-        except Exception as e:
-            log.warning(
-                "The homeserver cannot reach this bridge at the registration's url (%s): %s. "
-                "Check `url` in the registration file.", self.registration.url, e,
-            )
+    def _homeserver_setup(self) -> Setup:
+        bridge = self.config.bridge
+        return Setup(
+            homeserver_url=bridge.url,
+            registration_url=self.registration.url,
+            registration_file=str(self.registration_path or "the registration file"),
+            bind=f"{bridge.bind_address}:{bridge.port}",
+        )
 
     async def _after_start(self, s: Services) -> None:
         """Slow start-up work that must not delay readiness."""
@@ -224,8 +221,12 @@ class Bridge:
             await s.gateway.set_profile(s.gateway.bot_mxid, name, avatar)
 
     def _readiness(self) -> tuple[bool, dict[str, object]]:
+        """Ready once started and the homeserver and the bridge reach each other; the body says
+        what is wrong with the homeserver otherwise."""
         depth = self._runtime.services.outbox.depth if self._runtime else 0
-        return self.ready, {"outboxDepth": depth}
+        homeserver = self.homeserver.state if self.homeserver else HomeserverState(HomeserverStatus.CHECKING)
+        ready = self.ready and homeserver.status is HomeserverStatus.OK
+        return ready, {"outboxDepth": depth, "homeserver": homeserver.to_json()}
 
     # -- listeners ---------------------------------------------------------------------------------
 

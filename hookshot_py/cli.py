@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +138,7 @@ def _check_config(config_path: Path, registration_path: Path | None) -> int:
 
 async def _run(config_path: Path, registration_path: Path) -> int:
     from hookshot_py.app import Bridge
+    from hookshot_py.lifecycle import run_until_signal
     from hookshot_py.log_setup import setup_logging
 
     checked = _check(config_path, registration_path, config_first=True)
@@ -148,19 +148,13 @@ async def _run(config_path: Path, registration_path: Path) -> int:
     setup_logging(config.logging)
     for warning in checked.warnings:
         log.warning("%s", warning)
-    bridge = Bridge(config, registration)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    bridge = Bridge(config, registration, registration_path)
     try:
-        await bridge.start()
-    except BaseException:
-        await bridge.stop()
-        raise
-    await stop.wait()
-    log.info("Stopping…")
-    await bridge.stop()
+        # SIGINT/SIGTERM stop the bridge in every phase, start-up included, within 10 s.
+        await run_until_signal(bridge.start, bridge.stop)
+    except OSError as e:  # a port in use, a database that refuses connections...
+        log.error("Could not start: %s", e)
+        return 1
     return 0
 
 

@@ -23,16 +23,41 @@ def _alembic_url(dsn: str) -> str:
     return f"postgresql+asyncpg://{rest}"
 
 
-def run_migrations(dsn: str) -> None:
-    """Upgrade the schema to the newest alembic revision. Blocking; run it in a thread."""
-    from alembic import command
+def _alembic_config(dsn: str) -> Any:
     from alembic.config import Config as AlembicConfig
 
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", _alembic_url(dsn).replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "heads")
+    return cfg
+
+
+def run_migrations(dsn: str) -> None:
+    """Upgrade the schema to the newest alembic revision. Blocking; run it in a thread."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(dsn), "heads")
+
+
+async def apply_migrations(dsn: str) -> None:
+    """`run_migrations` on the event loop (SQLAlchemy's asyncpg dialect): cancelling it (a signal
+    during start-up) interrupts the migration, whose transaction is then rolled back."""
+    from alembic import command
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    cfg = _alembic_config(dsn)
+
+    def upgrade(connection: Any) -> None:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "heads")
+
+    engine = create_async_engine(_alembic_url(dsn))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(upgrade)
+    finally:
+        await engine.dispose()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -56,15 +81,21 @@ class Database:
     async def start(self, *, migrate: bool = True, min_size: int = 2, max_size: int = 10) -> None:
         if migrate:
             log.info("Applying database migrations")
-            await asyncio.to_thread(run_migrations, self.dsn)
+            await apply_migrations(self.dsn)
         self._pool = await asyncpg.create_pool(
             self.dsn, min_size=min_size, max_size=max_size, init=_init_connection
         )
 
-    async def stop(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Close the pool; connections still busy after `timeout` seconds are cut."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout)
+        except TimeoutError:
+            log.warning("Database connections still busy after %.0fs: closing them", timeout)
+            pool.terminate()
 
     def acquire(self) -> Any:
         """`async with db.acquire() as conn:` — a pooled connection (for transactions)."""

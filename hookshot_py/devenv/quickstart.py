@@ -215,6 +215,7 @@ async def _start(
 async def main(data: Path, state: dict[str, Any], config_path: Path, registration_path: Path) -> int:
     from hookshot_py.app import Bridge
     from hookshot_py.config import load_config, load_registration
+    from hookshot_py.db.embedded import EmbeddedPostgres
     from hookshot_py.devenv.synapse import SynapseError, SynapseServer
     from hookshot_py.lifecycle import Deadline, run_until_signal
     from hookshot_py.log_setup import setup_logging
@@ -234,6 +235,10 @@ async def main(data: Path, state: dict[str, Any], config_path: Path, registratio
         for client in clients:
             await deadline.run("the demo client", client.close(), cap=2)
         await bridge.stop()
+        if bridge.embedded is None and config.database.url is None:
+            # Interrupted before the bridge adopted the Postgres a crashed run left behind.
+            leftover = EmbeddedPostgres(config.database.data_directory / "postgres")
+            await deadline.run("the embedded Postgres", asyncio.to_thread(leftover.stop_leftover))
         await deadline.run("Synapse", synapse.stop(grace=5))
         log.info("Stopped")
 

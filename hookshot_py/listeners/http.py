@@ -24,6 +24,9 @@ HEADER_TIMEOUT_S = 15.0
 BODY_TIMEOUT_S = 30.0
 # Open connections per listener; further ones are closed at once.
 MAX_CONNECTIONS = 1024
+# At a stop, a request still running after this long is cancelled (and after as long again,
+# dropped): the bridge must stop within 10 s (lifecycle.STOP_DEADLINE).
+SHUTDOWN_TIMEOUT_S = 1.0
 ReadyCheck = Callable[[], tuple[bool, dict[str, object]]]
 
 _HTTP_CODES = {
@@ -135,7 +138,9 @@ class ListenerRunner(web.AppRunner):
     new connections are closed at once instead of holding file descriptors)."""
 
     def __init__(self, app: web.Application, *, max_connections: int | None = None) -> None:
-        super().__init__(app, access_log=None, keepalive_timeout=HEADER_TIMEOUT_S)
+        super().__init__(
+            app, access_log=None, keepalive_timeout=HEADER_TIMEOUT_S, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
         self.max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
 
     async def _make_server(self) -> web.Server:

@@ -28,5 +28,8 @@ if context.is_offline_mode():
     context.configure(url=context.config.get_main_option("sqlalchemy.url"), literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
+elif context.config.attributes.get("connection") is not None:
+    # db.database.migrate(): a connection of the bridge's event loop (alembic's asyncio recipe).
+    _do_run(context.config.attributes["connection"])
 else:
     asyncio.run(_run_online())
