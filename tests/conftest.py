@@ -5,6 +5,7 @@ from support.fixtures import (  # noqa: F401
     bridge_as_port,
     bridge_factory,
     make_user,
+    misrouted_registration_path,
     pg_admin_dsn,
     registration,
     registration_path,

@@ -114,10 +114,9 @@ async def check_ping(appservice: HookshotAppService, setup: Setup) -> Homeserver
             return HomeserverState(
                 HomeserverStatus.CANNOT_REACH_BRIDGE,
                 _describe(e),
-                f"The homeserver cannot reach this bridge at the registration's url ({setup.registration_url}). "
-                f"Set `url` in {setup.registration_file} to an address where the homeserver reaches the "
-                f"appservice listener (bridge.bindAddress:bridge.port = {setup.bind}), then restart the "
-                "homeserver (it reads the registration only when it starts).",
+                f"Set `url` in {setup.registration_file} (now {setup.registration_url}) to an address where "
+                f"the homeserver reaches the appservice listener (bridge.bindAddress:bridge.port = {setup.bind}), "
+                "then restart the homeserver (it reads the registration only when it starts).",
             )
         if e.http_status in (401, 403) or e.errcode == "M_UNKNOWN_TOKEN":
             return await check_token(appservice, setup)
@@ -171,7 +170,7 @@ class HomeserverCheck:
         elif state.status != previous.status:
             level = logging.WARNING if state.status is HomeserverStatus.UNREACHABLE else logging.ERROR
             headline = _HEADLINES[state.status].format(s=self.setup)
-            log.log(level, "%s: %s. %s%s", headline, state.error, state.action, retry)
+            log.log(level, "%s: %s. %s%s", headline, state.error.rstrip("."), state.action, retry)
         else:
             log.warning("%s (%s)%s", _HEADLINES[state.status].format(s=self.setup), state.error, retry)
 

@@ -139,7 +139,12 @@ class Outbox:
         for row in done:
             self._resolve(row["id"], row["event_id"])
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+            # asyncio.wait leaves the futures alone when we time out or are cancelled (a stop):
+            # they are shared with other waiters of the same rows.
+            _, pending = await asyncio.wait(futures, timeout=timeout)
+            if pending:
+                raise TimeoutError
+            return [f.result() for f in futures]
         finally:
             for row_id in ids:
                 fut = self._waiters.get(row_id)
@@ -194,7 +199,7 @@ class Outbox:
         return f"hookshot_py.{self._install_id}.{row_id}"
 
     def _resolve(self, row_id: int, event_id: str | None) -> None:
-        fut = self._waiters.get(row_id)
+        fut = self._waiters.pop(row_id, None)
         if fut is not None and not fut.done():
             fut.set_result(event_id)
 

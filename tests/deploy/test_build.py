@@ -9,13 +9,16 @@ run there, and the image's CMD then runs from the result with the Dockerfile's E
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +119,7 @@ def test_image_build_steps_run_in_a_plain_virtualenv(tmp_path: Path) -> None:
     config["listeners"][0]["port"] = webhooks_port
     config["listeners"][1]["port"] = free_port()
     config["provisioning"]["secret"] = secrets.token_hex(32)
+    config["bridge"].update(url=f"http://127.0.0.1:{free_port()}", port=free_port())  # no homeserver here
     (root / "data/config.yaml").write_text(yaml.safe_dump(config))
     migrate = subprocess.run(
         ["hookshot-py", "migrate", "-c", str(root / "data/config.yaml")],
@@ -130,6 +134,35 @@ def test_image_build_steps_run_in_a_plain_virtualenv(tmp_path: Path) -> None:
     env["HOOKSHOT_HEALTHCHECK_URL"] = f"http://127.0.0.1:{webhooks_port}/live"
     health = subprocess.run(["hookshot-healthcheck"], env=env, capture_output=True, text=True, timeout=30)
     assert health.returncode == 1 and "Connection refused" in health.stderr, health.stderr
+
+    # The image's ENTRYPOINT + CMD, with no homeserver yet (as before Synapse is up): /live
+    # answers, so the healthcheck passes; `docker stop` (SIGTERM) stops it and its Postgres.
+    gen = subprocess.run(
+        ["hookshot-py", "generate-registration", "-c", str(root / "data/config.yaml"), "-r",
+         str(root / "data/registration.yaml")], env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert gen.returncode == 0, gen.stderr
+    instructions = dict(steps)
+    command = json.loads(instructions["ENTRYPOINT"]) + json.loads(instructions["CMD"])
+    command = [arg.replace("/data/", f"{root}/data/") for arg in command]
+    log_path = tmp_path / "bridge.log"
+    with log_path.open("wb") as log:
+        bridge = subprocess.Popen(command, cwd=root / "data", env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):
+            assert bridge.poll() is None, log_path.read_text()
+            if subprocess.run(["hookshot-healthcheck"], env=env, capture_output=True, timeout=30).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the healthcheck never passed:\n{log_path.read_text()}")
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(timeout=10) == 0, log_path.read_text()
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+    assert "not reachable" in log_path.read_text()
+    assert not (root / "data/hookshot-data/postgres/postmaster.pid").exists(), log_path.read_text()
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ async def test_live_and_ready_on_every_listener(bridge):
         assert await http("GET", f"{base}/live") == (200, {"ok": True})
         status, body = await http("GET", f"{base}/ready")
         assert status == 200 and body["ready"] is True and body["outboxDepth"] == 0
+        assert body["homeserver"] == {"status": "ok"}
 
 
 async def test_metrics_count_webhooks_sends_and_connections(bridge, make_user):

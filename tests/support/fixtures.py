@@ -17,8 +17,8 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from hookshot_py.devenv.matrix_client import MatrixTestClient
 from hookshot_py.db.embedded import EmbeddedPostgres
+from hookshot_py.devenv.matrix_client import MatrixTestClient
 from hookshot_py.devenv.synapse import SynapseServer, free_port, make_registration, start_synapse
 
 from .bridge import BridgeHarness, create_database
@@ -47,9 +47,23 @@ def registration_path(tmp_path_factory: pytest.TempPathFactory, registration: di
     return path
 
 
+@pytest.fixture(scope="session")
+def misrouted_registration_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second registration Synapse loads, whose `url` leads nowhere (nothing listens there): for
+    the start-up check that tells a wrong `url` in the registration apart."""
+    reg = make_registration(f"http://127.0.0.1:{free_port()}", SERVER_NAME, "misrouted", user_prefixes=())
+    reg["id"] = "misrouted"
+    path = tmp_path_factory.mktemp("appservice-misrouted") / "registration.yaml"
+    path.write_text(yaml.safe_dump(reg, sort_keys=False))
+    return path
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def synapse(tmp_path_factory: pytest.TempPathFactory, registration_path: Path) -> AsyncIterator[SynapseServer]:
-    server = await start_synapse(tmp_path_factory.mktemp("synapse"), [registration_path], SERVER_NAME)
+async def synapse(
+    tmp_path_factory: pytest.TempPathFactory, registration_path: Path, misrouted_registration_path: Path
+) -> AsyncIterator[SynapseServer]:
+    registrations = [registration_path, misrouted_registration_path]
+    server = await start_synapse(tmp_path_factory.mktemp("synapse"), registrations, SERVER_NAME)
     try:
         yield server
     finally:
