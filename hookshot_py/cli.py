@@ -138,6 +138,7 @@ def _check_config(config_path: Path, registration_path: Path | None) -> int:
 
 async def _run(config_path: Path, registration_path: Path) -> int:
     from hookshot_py.app import Bridge
+    from hookshot_py.db.database import SchemaTooNew
     from hookshot_py.lifecycle import run_until_signal
     from hookshot_py.log_setup import setup_logging
 
@@ -152,14 +153,14 @@ async def _run(config_path: Path, registration_path: Path) -> int:
     try:
         # SIGINT/SIGTERM stop the bridge in every phase, start-up included, within 10 s.
         await run_until_signal(bridge.start, bridge.stop)
-    except OSError as e:  # a port in use, a database that refuses connections...
+    except (OSError, SchemaTooNew) as e:  # a port in use, a database that refuses connections...
         log.error("Could not start: %s", e)
         return 1
     return 0
 
 
 async def _migrate(config_path: Path) -> int:
-    from hookshot_py.db.database import run_migrations
+    from hookshot_py.db.database import SchemaTooNew, apply_migrations
     from hookshot_py.db.embedded import EmbeddedPostgres
     from hookshot_py.log_setup import setup_logging
 
@@ -171,8 +172,11 @@ async def _migrate(config_path: Path) -> int:
         embedded = EmbeddedPostgres(config.database.data_directory / "postgres")
         dsn = await asyncio.to_thread(embedded.start)
     try:
-        await asyncio.to_thread(run_migrations, dsn)
+        await apply_migrations(dsn)
         print("Database is up to date.")
+    except SchemaTooNew as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

@@ -33,22 +33,30 @@ def _alembic_config(dsn: str) -> Any:
     return cfg
 
 
-def run_migrations(dsn: str) -> None:
-    """Upgrade the schema to the newest alembic revision. Blocking; run it in a thread."""
-    from alembic import command
-
-    command.upgrade(_alembic_config(dsn), "heads")
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer hookshot_py than this one."""
 
 
 async def apply_migrations(dsn: str) -> None:
-    """`run_migrations` on the event loop (SQLAlchemy's asyncpg dialect): cancelling it (a signal
-    during start-up) interrupts the migration, whose transaction is then rolled back."""
+    """Upgrade the schema to the newest alembic revision, on the event loop (SQLAlchemy's asyncpg
+    dialect): cancelling it (a signal during start-up) interrupts the migration, whose transaction
+    is then rolled back. Refuses a database at a revision this version does not know."""
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
     from sqlalchemy.ext.asyncio import create_async_engine
 
     cfg = _alembic_config(dsn)
 
     def upgrade(connection: Any) -> None:
+        known = {script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()}
+        unknown = [rev for rev in MigrationContext.configure(connection).get_current_heads() if rev not in known]
+        if unknown:
+            raise SchemaTooNew(
+                f"the database schema is at revision {', '.join(unknown)}, which this version of hookshot_py "
+                "does not know: a newer version migrated it. Run that version again, or restore the backup "
+                "taken before the upgrade (docs/deploy.md, \"Rolling back\")."
+            )
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "heads")
 
