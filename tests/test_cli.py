@@ -182,7 +182,7 @@ def test_run_warns_about_readable_secret_files_before_starting(tmp_path):
         "import sys, hookshot_py.app as app\n"
         "class NotStarted(Exception): pass\n"
         "class Bridge:\n"
-        "    def __init__(self, config, registration): pass\n"
+        "    def __init__(self, config, registration, *args, **kwargs): pass\n"
         "    async def start(self): raise NotStarted\n"
         "    async def stop(self): pass\n"
         "app.Bridge = Bridge\n"

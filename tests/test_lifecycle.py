@@ -110,6 +110,13 @@ def processes_using(path: Path) -> list[str]:
     return found
 
 
+def as_port(registration: Path) -> int:
+    """The port the registration's url names: the bridge must listen there (`run` checks it)."""
+    port = urlsplit(yaml.safe_load(registration.read_text())["url"]).port
+    assert port is not None
+    return port
+
+
 def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
@@ -147,7 +154,8 @@ def unused_registration(tmp_path: Path) -> Path:
 
 async def test_sigterm_while_the_embedded_postgres_is_initialised(tmp_path, bridges, unused_registration):
     data = tmp_path / "fresh"
-    cfg = config(tmp_path, homeserver=closed_url(), as_port=free_port(), database={"dataDirectory": str(data)})
+    database = {"dataDirectory": str(data)}
+    cfg = config(tmp_path, homeserver=closed_url(), as_port=as_port(unused_registration), database=database)
     bridges.append(bridge := BridgeProcess(tmp_path / "bridge", unused_registration, cfg))
     await bridge.wait_log("Initialising embedded Postgres")
     bridge.stop(signal.SIGTERM)
@@ -167,7 +175,7 @@ async def test_sigint_during_migrations(tmp_path, bridges, unused_registration, 
         tx = blocker.transaction()
         await tx.start()
         await blocker.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
-        cfg = config(tmp_path, homeserver=closed_url(), as_port=free_port(), database={"url": dsn})
+        cfg = config(tmp_path, homeserver=closed_url(), as_port=as_port(unused_registration), database={"url": dsn})
         bridges.append(bridge := BridgeProcess(tmp_path / "bridge", unused_registration, cfg))
         await bridge.wait_log("Applying database migrations")
         for _ in range(400):
@@ -189,7 +197,7 @@ async def test_unreachable_homeserver_is_said_and_sigterm_stops_the_wait(
 ):
     homeserver = closed_url()
     database = {"dataDirectory": str(pg_data)}
-    cfg = config(tmp_path, homeserver=homeserver, as_port=free_port(), database=database)
+    cfg = config(tmp_path, homeserver=homeserver, as_port=as_port(unused_registration), database=database)
     bridges.append(bridge := BridgeProcess(tmp_path / "bridge", unused_registration, cfg))
     await bridge.wait_log(f"Homeserver at {homeserver} not reachable")
     status, body = await bridge.ready()
@@ -205,7 +213,7 @@ async def test_unreachable_homeserver_is_said_and_sigterm_stops_the_wait(
 
 async def test_registration_not_loaded_by_the_homeserver(tmp_path, bridges, unused_registration, synapse, pg_admin_dsn):
     database = {"url": await create_database(pg_admin_dsn)}
-    cfg = config(tmp_path, homeserver=synapse.base_url, as_port=free_port(), database=database)
+    cfg = config(tmp_path, homeserver=synapse.base_url, as_port=as_port(unused_registration), database=database)
     bridges.append(bridge := BridgeProcess(tmp_path / "bridge", unused_registration, cfg))
     await bridge.wait_log("does not know this bridge's as_token")
     log = bridge.log()
@@ -218,17 +226,19 @@ async def test_registration_not_loaded_by_the_homeserver(tmp_path, bridges, unus
 
 
 async def test_wrong_url_in_the_registration(tmp_path, bridges, misrouted_registration_path, synapse, pg_admin_dsn):
-    """Synapse loaded this registration, but its `url` leads nowhere: the bridge runs (webhooks are
-    accepted and sent) but would never receive an event, and says so."""
+    """Synapse loaded this registration, but its `url` does not lead to the bridge (https where the
+    bridge serves http: a mistake no file check sees): the bridge runs (webhooks are accepted and
+    sent) but would never receive an event, and says so."""
     registration = yaml.safe_load(misrouted_registration_path.read_text())
     database = {"url": await create_database(pg_admin_dsn)}
-    cfg = config(tmp_path, homeserver=synapse.base_url, as_port=free_port(), database=database)
+    port = as_port(misrouted_registration_path)
+    cfg = config(tmp_path, homeserver=synapse.base_url, as_port=port, database=database)
     bridges.append(bridge := BridgeProcess(tmp_path / "bridge", misrouted_registration_path, cfg))
     await bridge.wait_log("Bridge ready")
     log = bridge.log()
     assert f"The homeserver cannot reach this bridge at {registration['url']}" in log, log
     assert f"Set `url` in {misrouted_registration_path} (now {registration['url']})" in log
-    assert "M_CONNECTION_FAILED" in log
+    assert "HTTP 502" in log
     status, body = await bridge.ready()
     assert status == 503 and body["homeserver"]["status"] == "cannot_reach_bridge"
     assert "restart the homeserver" in body["homeserver"]["action"]
@@ -261,7 +271,9 @@ async def test_sigterm_while_a_delivery_hangs(
     """Running, with a webhook waiting for a homeserver that stopped answering: the stop does not
     wait for it, and the embedded Postgres is stopped."""
     database = {"dataDirectory": str(pg_data)}
-    cfg = config(tmp_path, homeserver=synapse.base_url, as_port=bridge_as_port, database=database, waitForComplete=True)
+    cfg = config(
+        tmp_path, homeserver=synapse.base_url, as_port=bridge_as_port, database=database, waitForComplete=True
+    )
     bridges.append(bridge := BridgeProcess(tmp_path / "bridge", registration_path, cfg))
     await bridge.wait_log("Bridge ready")
     assert (await bridge.ready())[0] == 200

@@ -3,9 +3,10 @@
 The README's shell blocks and its table of room commands are parsed; each command must have a
 handler below (a new or changed command fails `test_every_readme_command_has_a_handler` until one
 is written). The deployment block runs in a copy of this checkout: `./scripts/bootstrap.sh`,
-`cp config.yaml.sample`, the edits the comment names, `generate-registration`, a Synapse started with
-that registration (the "restart the homeserver" step), `hookshot-py run`, then the room commands,
-the webhook `curl` and the provisioning `curl` lines against that bridge, then `migrate`.
+`install -m 600 config.yaml.sample config.yaml`, the edits the comment names, `generate-registration`,
+a Synapse started with that registration (the "restart the homeserver" step), `check-config`,
+`hookshot-py run`, then the room commands, the webhook `curl` and the provisioning `curl` lines
+against that bridge, then `migrate`.
 
 Not run here, and why:
 - `./scripts/quickstart.sh` runs until Ctrl-C: tests/devenv/test_quickstart.py runs it, SIGKILLs it
@@ -159,6 +160,7 @@ async def bootstrap(r: Reader, cmd: Command) -> None:
 
 async def copy_sample(r: Reader, cmd: Command) -> None:
     r.sh(cmd.text)
+    assert (r.checkout / "config.yaml").stat().st_mode & 0o777 == 0o600
     # "edit: bridge.domain, bridge.url, generic.urlPrefix...": what this machine needs.
     assert "edit:" in cmd.comment and "bridge.domain" in cmd.comment
     config = yaml.safe_load((r.checkout / "config.yaml").read_text())
@@ -219,6 +221,11 @@ async def run_bridge(r: Reader, cmd: Command) -> None:
         and e.get("content", {}).get("membership") == "join",
     )  # fmt: skip
     await r.user.set_power_levels(r.room, {bot: 50})
+
+
+async def check_config(r: Reader, cmd: Command) -> None:
+    out = r.sh(cmd.text)
+    assert "config.yaml and registration.yaml are valid." in out, out
 
 
 async def migrate(r: Reader, cmd: Command) -> None:
@@ -324,8 +331,9 @@ def handler_for(cmd: Command) -> Handler | None:
         return None
     fixed: dict[str, Handler] = {
         "./scripts/bootstrap.sh": bootstrap,
-        "cp config.yaml.sample config.yaml": copy_sample,
+        "install -m 600 config.yaml.sample config.yaml": copy_sample,
         ".venv/bin/hookshot-py generate-registration -c config.yaml -r registration.yaml": generate_registration,
+        ".venv/bin/hookshot-py check-config -c config.yaml -r registration.yaml": check_config,
         ".venv/bin/hookshot-py run -c config.yaml -r registration.yaml": run_bridge,
         ".venv/bin/hookshot-py migrate -c config.yaml": migrate,
     }

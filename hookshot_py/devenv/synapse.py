@@ -80,16 +80,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def _tail(path: Path, lines: int = 40) -> str:
     if not path.exists():
         return f"({path} does not exist)"
@@ -232,8 +222,6 @@ class SynapseServer:
             )
         self.write_config()
         await asyncio.to_thread(self._stop_orphan)
-        if not _port_free(self.port):
-            raise SynapseError(f"127.0.0.1:{self.port} is in use by another program: Synapse cannot listen there")
         if not Path(self.config()["signing_key_path"]).exists():
             await self._generate_keys()
         began = time.monotonic()

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hookshot_py.config import load_config
+from hookshot_py.config import ConfigError, load_config
 from hookshot_py.devenv.synapse import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,10 +191,14 @@ def test_compose_config_and_nginx_match_the_bridge(tmp_path: Path) -> None:
     assert hookshot["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "./data/hookshot:/data" in hookshot["volumes"]
 
-    # The compose config loads (after the documented edits) and points at the compose services.
+    # The compose config is refused as shipped (a forgotten edit cannot go live)…
     text = (DEPLOY / "compose-config.yaml").read_text()
-    text = text.replace("REPLACE-WITH-OUTPUT-OF-openssl-rand-hex-32", secrets.token_hex(32))
-    text = text.replace("REPLACE-WITH-POSTGRES_PASSWORD", secrets.token_hex(24))
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="provisioning.secret"):
+        load_config(tmp_path / "config.yaml")
+    # …loads after the documented edits, and points at the compose services.
+    text = text.replace("change-me-to-the-output-of-openssl-rand-hex-32", secrets.token_hex(32))
+    text = text.replace("change-me-to-POSTGRES_PASSWORD", secrets.token_hex(24))
     (tmp_path / "config.yaml").write_text(text)
     config = load_config(tmp_path / "config.yaml")
     assert config.bridge.url == "http://synapse:8008"

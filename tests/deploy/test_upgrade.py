@@ -4,6 +4,7 @@ own pg_dump and psql take and restore a backup."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import subprocess
@@ -76,21 +77,20 @@ async def test_backup_and_restore_with_the_embedded_servers_tools(tmp_path: Path
     try:
         await conn.execute(insert, "before")
         backup = tmp_path / "backup.sql"
-        with backup.open("wb") as out:  # pg_dump --clean --if-exists -h <dataDirectory>/postgres -U postgres postgres
-            subprocess.run(
-                [str(PG_BIN / "pg_dump"), "--clean", "--if-exists", "-h", socket_dir, "-U", "postgres", name],
-                stdout=out, check=True,
-            )  # fmt: skip
+        # pg_dump --clean --if-exists -h <dataDirectory>/postgres -U postgres postgres > backup.sql
+        dump = [str(PG_BIN / "pg_dump"), "--clean", "--if-exists", "-h", socket_dir, "-U", "postgres", name]
+        backup.write_bytes((await asyncio.to_thread(subprocess.run, dump, capture_output=True, check=True)).stdout)
         await conn.execute(insert, "after")  # what happened after the backup…
         await conn.execute("DELETE FROM generic_hooks WHERE hook_id = 'before'")
     finally:
         await conn.close()
 
     # …is undone by the restore (the bridge stopped: nothing else is connected).
-    subprocess.run(
-        [str(PG_BIN / "psql"), "-q", "-v", "ON_ERROR_STOP=1", "-h", socket_dir, "-U", "postgres", "-d", name,
-         "-f", str(backup)], check=True, capture_output=True,
-    )  # fmt: skip
+    restore = [
+        str(PG_BIN / "psql"), "-q", "-v", "ON_ERROR_STOP=1", "-h", socket_dir, "-U", "postgres", "-d", name,
+        "-f", str(backup),
+    ]  # fmt: skip
+    await asyncio.to_thread(subprocess.run, restore, check=True, capture_output=True)
     conn = await asyncpg.connect(dsn)
     try:
         assert [r[0] for r in await conn.fetch("SELECT hook_id FROM generic_hooks")] == ["before"]

@@ -49,9 +49,10 @@ def registration_path(tmp_path_factory: pytest.TempPathFactory, registration: di
 
 @pytest.fixture(scope="session")
 def misrouted_registration_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second registration Synapse loads, whose `url` leads nowhere (nothing listens there): for
-    the start-up check that tells a wrong `url` in the registration apart."""
-    reg = make_registration(f"http://127.0.0.1:{free_port()}", SERVER_NAME, "misrouted", user_prefixes=())
+    """A second registration Synapse loads, whose `url` does not lead to a bridge listening on its
+    port (https, where the bridge serves http): for the start-up check that tells a wrong `url` in
+    the registration apart."""
+    reg = make_registration(f"https://127.0.0.1:{free_port()}", SERVER_NAME, "misrouted", user_prefixes=())
     reg["id"] = "misrouted"
     path = tmp_path_factory.mktemp("appservice-misrouted") / "registration.yaml"
     path.write_text(yaml.safe_dump(reg, sort_keys=False))
