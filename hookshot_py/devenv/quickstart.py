@@ -35,8 +35,12 @@ class QuickstartError(Exception):
     """Why the quickstart cannot run; printed as one line."""
 
 
-def _load_state(path: Path, synapse_config: Path) -> dict[str, Any]:
+def _load_state(path: Path, synapse_config: Path | None = None) -> dict[str, Any]:
+    """The quickstart's lasting choices (ports, passwords, secrets), made once and kept in `path`.
+    `synapse_config` (default: next to it) is where an older quickstart's Synapse secret may be."""
     from hookshot_py.devenv.synapse import free_port
+
+    synapse_config = synapse_config or path.parent / "synapse" / "homeserver.yaml"
 
     state: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     fresh = {
@@ -256,7 +260,7 @@ def run(argv: list[str]) -> int:
     try:
         data.mkdir(parents=True, exist_ok=True)
         claim = _claim(data)
-        state = _load_state(data / "state.json", data / "synapse" / "homeserver.yaml")
+        state = _load_state(data / "state.json")
         config_path, registration_path = _write_files(data, state)
         return asyncio.run(main(data, state, config_path, registration_path))
     except QuickstartError as e:

@@ -29,7 +29,7 @@ if context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 elif context.config.attributes.get("connection") is not None:
-    # db.database.migrate(): a connection of the bridge's event loop (alembic's asyncio recipe).
+    # db.database.apply_migrations(): a connection of the bridge's event loop (alembic's asyncio recipe).
     _do_run(context.config.attributes["connection"])
 else:
     asyncio.run(_run_online())
