@@ -4,6 +4,8 @@ from support.fixtures import (  # noqa: F401
     bridge,
     bridge_as_port,
     bridge_factory,
+    core,
+    core_factory,
     make_user,
     pg_admin_dsn,
     registration,
