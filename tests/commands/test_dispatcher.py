@@ -296,3 +296,13 @@ async def test_a_webhook_url_goes_to_the_users_dm_never_the_room(core, room):
     # The second webhook reuses the DM.
     await _say(core, room, ALICE, "!hookshot webhook cd-hook")
     assert len(_replies(core, dm)) == 2 and len(core.gateway.called("create_dm")) == 1
+
+
+async def test_a_rate_limited_reply_is_sent_once_the_homeserver_allows(core, room):
+    core.hs.fail("send_event", status=429, errcode="M_LIMIT_EXCEEDED", retry_after_ms=50, room_id=room, times=2)
+    event = await _say(core, room, ALICE, "!hookshot webhook list")
+    assert _replies(core, room) == ["There are no webhooks in this room. Create one with `!hookshot webhook <name>`."]
+    assert core.hs.reactions(room, event["event_id"]) == ["✅"]
+    # Three attempts at the reply, the retries under the same transaction id.
+    sends = [args for args in core.gateway.called("send_event") if args[2] == "m.room.message"]
+    assert len(sends) == 3 and len({args[4] for args in sends}) == 1
