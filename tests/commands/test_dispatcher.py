@@ -92,11 +92,20 @@ async def test_the_prefix_and_command_words_are_case_insensitive(core, room):
     assert _replies(core, room) == ["There are no webhooks in this room. Create one with `!hookshot webhook <name>`."]
 
 
+def _room_command(core, *words: str):  # type: ignore[no-untyped-def]
+    found = core.core.dispatcher.room_commands.match(list(words))
+    assert found is not None and found[0].words == words
+    return found[0]
+
+
 async def test_wrong_arity_shows_the_usage(core, room):
+    create, listing = _room_command(core, "webhook"), _room_command(core, "webhook", "list")
+    assert (create.min_args, create.max_args, listing.max_args) == (1, 2, 0)
     await _say(core, room, ALICE, "!hookshot webhook")
-    await _say(core, room, ALICE, "!hookshot webhook one two")
+    await _say(core, room, ALICE, "!hookshot webhook one 30d three")
     await _say(core, room, ALICE, "!hookshot webhook list now")
-    usage = "Usage: `!hookshot webhook <name>`. Create a webhook (its secret URL is sent to you privately)."
+    usage = f"Usage: `!hookshot {create.usage_line()}`. {create.help}"
+    assert usage.startswith("Usage: `!hookshot webhook <name>")
     assert _replies(core, room) == [usage, usage, "Usage: `!hookshot webhook list`. List the webhooks of this room."]
     assert core.hs.sent_in(room, "m.reaction") == [] and core.gateway.called("put_state") == []
 
@@ -147,7 +156,8 @@ async def test_help_lists_what_the_user_may_use_with_the_rooms_connection_comman
     alices, bobs = _replies(core, room)
     assert alices.startswith("**Hookshot commands**\n\n")
     lines = alices.splitlines()[2:]
-    assert "- `!hookshot webhook <name>` — Create a webhook (its secret URL is sent to you privately)." in lines
+    create = _room_command(core, "webhook")
+    assert f"- `!hookshot {create.usage_line()}` — {create.help}" in lines
     assert "- `!hookshot webhook list` — List the webhooks of this room." in lines
     assert "- `!wd ping` — Answer pong. (gizmo)" in lines
     assert "- `!wd admin only` — Needs the admin permission. (gizmo)" in lines

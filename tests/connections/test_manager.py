@@ -437,3 +437,28 @@ async def test_a_user_from_another_server_is_refused_by_the_config(core):
     room = core.room_with_bot(ALICE)
     err = await _refused(core.manager.create(room, HOOK, {"name": "foreign"}, user_id=OUTSIDER), ErrCode.FORBIDDEN_USER)
     assert "manageConnections" in err.error
+
+
+async def test_static_connections_from_the_config_cannot_be_changed_at_runtime(core_factory):
+    room = f"!static:{SERVER_NAME}"
+    key = "static-basic-0123456789"
+    core = await core_factory(
+        {"connections": [{"connectionType": HOOK, "stateKey": key, "roomId": room, "state": {"name": "My hook"}}]}
+    )
+    [conn] = core.manager.connections(room)
+    assert conn.static and conn.state == {"name": "My hook"} and conn.state_key == key
+    core.hs.create_room(ALICE, room_id=room, invite=[BOT], power_users={BOT: 50})
+    core.hs.join(room, BOT)
+    for change in (
+        core.manager.update(room, conn.id, {"waitForComplete": True}, user_id=ALICE),
+        core.manager.remove(room, conn.id, user_id=ALICE),
+    ):
+        err = await _refused(change, ErrCode.UNSUPPORTED_OPERATION)
+        assert err.error.startswith("Connection is static")
+    # Room state of the same key, the bot leaving, reconciliation: the declared one stays.
+    core.hs.send_state(room, ALICE, HOOK, key, {"name": "hijack"})
+    await core.settle()
+    await core.manager.forget_room(room)
+    await core.manager.reconcile_room(room)
+    assert core.manager.connections(room) == [conn] and conn.state == {"name": "My hook"}
+    assert core.gateway.called("put_state") == [] and await _rows(core, room) == []
