@@ -6,6 +6,7 @@ from support.fixtures import (  # noqa: F401
     bridge_factory,
     core,
     core_factory,
+    db,
     make_user,
     pg_admin_dsn,
     registration,

@@ -19,11 +19,12 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from hookshot_py.devenv.matrix_client import MatrixTestClient
+from hookshot_py.db.database import Database
 from hookshot_py.db.embedded import EmbeddedPostgres
+from hookshot_py.devenv.matrix_client import MatrixTestClient
 from hookshot_py.devenv.synapse import SynapseServer, free_port, make_registration, start_synapse
 
-from .bridge import BridgeHarness, create_database
+from .bridge import BridgeHarness, create_database, create_migrated_database, release_migrated_database
 from .core import CoreFactory, CoreHarness
 
 SERVER_NAME = "hookshot.test"
@@ -93,6 +94,18 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield dsn
     finally:
         embedded.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
+    """A database of its own for the test, with the current schema and no rows (started)."""
+    database = Database(await create_migrated_database(pg_admin_dsn))
+    await database.start(migrate=False)
+    try:
+        yield database
+    finally:
+        await database.stop()
+        await release_migrated_database(pg_admin_dsn, database.dsn)
 
 
 async def _without_durability(dsn: str) -> None:
