@@ -3,13 +3,15 @@
 `FakeHomeserver` holds rooms (state with senders, timeline, membership, power levels including
 room version 12's all-powerful creators), account data, profiles and the events sent through
 `send_event`. It refuses what Synapse refuses where the bridge's behaviour depends on it, with
-Synapse's statuses and error codes (checked against a real Synapse 1.x):
+Synapse's statuses and error codes (as a real Synapse 1.163 answered them):
 
 - reading state or members, writing state or sending needs the caller joined (403 M_FORBIDDEN;
   also for an unknown room); a user who left still reads the state as it was when they left;
 - a state event needs the sender's power level >= the event's level (403 M_FORBIDDEN);
-- joining needs an invite (or a public room): 403 "You are not invited"; an unknown room is
-  404 M_UNKNOWN, as is leaving one; a missing state event or account data is 404 M_NOT_FOUND;
+- joining needs an invite (or a public room): 403 "You are not invited"; joining or leaving an
+  unknown room is 404 M_UNKNOWN (for an unknown id without `:server` Synapse answers 400 "not
+  legal room ID" instead, which the bridge reports as not in the room); a missing state event or
+  account data is None, as the real gateway turns Synapse's 404 M_NOT_FOUND;
 - the appservice acts only as its own users (403 M_FORBIDDEN "cannot masquerade");
 - `PUT /send/{txnId}` is idempotent per (sender, room, type, txnId).
 

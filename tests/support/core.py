@@ -82,7 +82,8 @@ class CoreHarness:
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Deliver what the homeserver pushed to the router, finish spawned work, and let the
-        outbox send every queued row, until none of them has anything left."""
+        outbox send every queued row, until none of them has anything left (TimeoutError if
+        that takes longer than `timeout`: something keeps retrying)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -98,9 +99,6 @@ class CoreHarness:
                 continue
             if not self.hs.pushed:
                 return
-
-    def user(self, localpart: str) -> str:
-        return f"@{localpart}:{SERVER_NAME}"
 
     def room_with_bot(self, creator: str, *, bot_level: int | None = 50, version: str = "12", **kw: Any) -> str:
         """A room made by `creator` with the bot invited and joined (like the bot accepting an
