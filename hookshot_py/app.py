@@ -12,21 +12,18 @@ from typing import Any
 from aiohttp import web
 
 from hookshot_py import __version__
-from hookshot_py.commands.dispatcher import CommandDispatcher
-from hookshot_py.commands.registry import CommandRegistry
-from hookshot_py.config import Config, ListenerConfig, Registration
+from hookshot_py.config import Config, Registration
+from hookshot_py.core import Core, assemble, listener_app
 from hookshot_py.db.database import Database
 from hookshot_py.db.embedded import EmbeddedPostgres
 from hookshot_py.integration import Integration
-from hookshot_py.integrations import create_all
 from hookshot_py.lifecycle import STOP_DEADLINE, Deadline
-from hookshot_py.listeners.http import ListenerRunner, add_health_routes, error_middleware, timed
+from hookshot_py.listeners.http import ListenerRunner, add_health_routes
 from hookshot_py.matrix.appservice import HookshotAppService
-from hookshot_py.matrix.events import EventRouter, join_permission_rooms
+from hookshot_py.matrix.events import join_permission_rooms
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.homeserver import HomeserverCheck, HomeserverState, HomeserverStatus, Setup
 from hookshot_py.metrics import Metrics
-from hookshot_py.provisioning.api import ProvisioningApi
 from hookshot_py.services import Services, build_services
 from hookshot_py.tokens import SecretBox
 
@@ -43,11 +40,12 @@ class Runtime:
 
     db: Database
     appservice: HookshotAppService
-    services: Services
-    integrations: list[Integration]
-    dispatcher: CommandDispatcher
-    router: EventRouter
+    core: Core
     runners: list[web.AppRunner] = field(default_factory=list)
+
+    @property
+    def services(self) -> Services:
+        return self.core.services
 
 
 class Bridge:
@@ -74,7 +72,7 @@ class Bridge:
 
     @property
     def integrations(self) -> list[Integration]:
-        return self.runtime.integrations
+        return self.runtime.core.integrations
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -106,7 +104,7 @@ class Bridge:
         if not await self.homeserver.ping():
             self._spawn(self.homeserver.ping_until_ok(), "homeserver-ping")
         await rt.services.outbox.start()
-        for integration in rt.integrations:
+        for integration in rt.core.integrations:
             await integration.start()
         self.ready = True
         rt.appservice.ready = True
@@ -129,37 +127,9 @@ class Bridge:
         )
         box = await asyncio.to_thread(SecretBox.from_pass_file, self.config.pass_file)
         services = build_services(self.config, db, MatrixGateway(appservice), self.metrics, box)
-        integrations = create_all(services)
-        room_commands, dm_commands = CommandRegistry(), CommandRegistry()
-        for integration in integrations:
-            for ctype in integration.connection_types():
-                services.manager.add_type(ctype)
-            room_commands.extend(integration.room_commands())
-            dm_commands.extend(integration.dm_commands())
-        dispatcher = CommandDispatcher(
-            manager=services.manager,
-            dms=services.dms,
-            outbox=services.outbox,
-            permissions=services.permissions,
-            metrics=self.metrics,
-            room_commands=room_commands,
-            dm_commands=dm_commands,
-            is_bridge_user=reg.is_exclusive_user,
-        )
-        router = EventRouter(
-            gateway=services.gateway,
-            manager=services.manager,
-            dms=services.dms,
-            outbox=services.outbox,
-            permissions=services.permissions,
-            dispatcher=dispatcher,
-            metrics=self.metrics,
-            room_members=services.room_members,
-            is_bridge_user=reg.is_exclusive_user,
-            spawn=self._spawn,
-        )
-        appservice.on_event = router.on_event
-        return Runtime(db, appservice, services, integrations, dispatcher, router)
+        core = assemble(services, is_bridge_user=reg.is_exclusive_user, spawn=self._spawn)
+        appservice.on_event = core.router.on_event
+        return Runtime(db, appservice, core)
 
     async def stop(self) -> None:
         """Stop everything, within `lifecycle.STOP_DEADLINE` whatever start() got to: each step
@@ -175,7 +145,7 @@ class Bridge:
                 task.cancel()
             await deadline.run("background tasks", asyncio.gather(*self._tasks, return_exceptions=True), cap=2)
             if rt is not None:
-                for integration in rt.integrations:
+                for integration in rt.core.integrations:
                     await deadline.run(f"the {integration.name} integration", integration.stop(), cap=2)
                 await deadline.run("the outbox", rt.services.close(), cap=2)
                 await deadline.run("the appservice listener", rt.appservice.stop(), cap=2)
@@ -203,7 +173,7 @@ class Bridge:
     async def _after_start(self, s: Services) -> None:
         """Slow start-up work that must not delay readiness."""
         try:
-            await s.gateway.bot.ensure_registered()
+            await s.gateway.ensure_registered()
             await self._apply_bot_profile(s)
         except Exception as e:
             log.warning("Could not set the bot's profile: %s", e)
@@ -214,9 +184,9 @@ class Bridge:
         bot = self.config.bot
         if bot.displayname is None and bot.avatar is None:
             return
-        profile = await s.gateway.bot.get_profile(s.gateway.bot.mxid)
-        name = bot.displayname if bot.displayname != profile.displayname else None
-        avatar = bot.avatar if bot.avatar != profile.avatar_url else None
+        displayname, avatar_url = await s.gateway.profile(s.gateway.bot_mxid)
+        name = bot.displayname if bot.displayname != displayname else None
+        avatar = bot.avatar if bot.avatar != avatar_url else None
         if name is not None or avatar is not None:
             await s.gateway.set_profile(s.gateway.bot_mxid, name, avatar)
 
@@ -232,31 +202,8 @@ class Bridge:
 
     async def _start_listeners(self, rt: Runtime) -> None:
         for listener in self.config.listeners:
-            runner = ListenerRunner(self._listener_app(rt, listener))
+            runner = ListenerRunner(listener_app(rt.core, listener.resources, self._readiness))
             await runner.setup()
             await web.TCPSite(runner, listener.bind_address, listener.port).start()
             rt.runners.append(runner)
             log.info("Listener %s:%d serving %s", listener.bind_address, listener.port, ", ".join(listener.resources))
-
-    def _listener_app(self, rt: Runtime, listener: ListenerConfig) -> web.Application:
-        def observe(request: web.Request, status: int, seconds: float) -> None:
-            route = request.match_info.route.resource
-            path = route.canonical if route is not None else "unmatched"
-            if path.startswith("/webhook") or path == "/{hook_id}":
-                self.metrics.webhook_requests.labels(path=path, method=request.method, status=str(status)).inc()
-                self.metrics.webhook_latency.labels(path=path).observe(seconds)
-
-        resources = listener.resources
-        app = web.Application(middlewares=[timed(observe), error_middleware], client_max_size=64 * 1024**2)
-        add_health_routes(app, self._readiness)
-        if "metrics" in resources:
-            async def metrics(_: web.Request) -> web.Response:
-                return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
-
-            app.router.add_get("/metrics", metrics)
-        if "provisioning" in resources and self.config.provisioning is not None:
-            ProvisioningApi(rt.services, self.config.provisioning.secret).add_routes(app, rt.integrations)
-        if "webhooks" in resources:
-            for integration in rt.integrations:
-                integration.add_webhook_routes(app)
-        return app

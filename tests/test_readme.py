@@ -46,6 +46,8 @@ HOOK_NAME = "readme-hook"
 NOT_RUN = {
     "./scripts/quickstart.sh": "runs until Ctrl-C; tests/devenv/test_quickstart.py runs it, SIGKILLs it, runs it again",
     "./scripts/test.sh": "it is this test suite",
+    './scripts/test.sh -m "not e2e"': "it is this test suite (its unit part)",
+    "./scripts/test.sh -m e2e": "it is this test suite (its end-to-end part)",
 }
 
 

@@ -36,6 +36,10 @@ class SendError(Exception):
 
 
 class MatrixGateway:
+    """Its public methods are the bridge's whole interface to the homeserver (mautrix's intents
+    stay inside), so the in-memory fake in tests/fakes/matrix.py can stand in for it; a test
+    checks that both have the same methods and signatures."""
+
     def __init__(self, appservice: AppService) -> None:
         self.appservice = appservice
 
@@ -44,32 +48,32 @@ class MatrixGateway:
         return self.appservice.bot_mxid
 
     @property
-    def bot(self) -> IntentAPI:
+    def _bot(self) -> IntentAPI:
         return self.appservice.intent
 
-    def intent(self, user_id: str | None = None) -> IntentAPI:
+    def _intent(self, user_id: str | None = None) -> IntentAPI:
         if user_id is None or user_id == self.bot_mxid:
-            return self.bot
-        return self.bot.user(UserID(user_id))
+            return self._bot
+        return self._bot.user(UserID(user_id))
 
     # -- rooms and membership -------------------------------------------------------------
 
     async def ensure_joined(self, room_id: str, user_id: str | None = None, *, recheck: bool = False) -> None:
         """Join (the bot inviting a ghost first when needed). `recheck` skips the membership cache."""
-        await self.intent(user_id).ensure_joined(RoomID(room_id), ignore_cache=recheck)
+        await self._intent(user_id).ensure_joined(RoomID(room_id), ignore_cache=recheck)
 
     async def join(self, room_id: str) -> None:
-        await self.bot.join_room(RoomID(room_id), max_retries=0)
-        await self.bot.state_store.joined(RoomID(room_id), self.bot.mxid)
+        await self._bot.join_room(RoomID(room_id), max_retries=0)
+        await self._bot.state_store.joined(RoomID(room_id), self._bot.mxid)
 
     async def leave(self, room_id: str, reason: str | None = None, *, user_id: str | None = None) -> None:
-        await self.intent(user_id).leave_room(RoomID(room_id), reason=reason)
+        await self._intent(user_id).leave_room(RoomID(room_id), reason=reason)
 
     async def joined_rooms(self) -> list[str]:
-        return list(await self.bot.get_joined_rooms())
+        return list(await self._bot.get_joined_rooms())
 
     async def joined_members(self, room_id: str) -> set[str]:
-        resp = await self.bot.api.request(Method.GET, Path.v3.rooms[room_id].joined_members)
+        resp = await self._bot.api.request(Method.GET, Path.v3.rooms[room_id].joined_members)
         return set((resp.get("joined") or {}).keys())
 
     async def membership(self, room_id: str, user_id: str) -> str | None:
@@ -77,13 +81,13 @@ class MatrixGateway:
         return content.get("membership") if content else None
 
     async def create_dm(self, user_id: str, name: str | None = None) -> str:
-        room_id = await self.bot.create_room(
+        room_id = await self._bot.create_room(
             preset=RoomCreatePreset.TRUSTED_PRIVATE,
             invitees=[user_id],
             is_direct=True,
             name=name,
         )
-        await self.bot.state_store.joined(room_id, self.bot.mxid)
+        await self._bot.state_store.joined(room_id, self._bot.mxid)
         return room_id
 
     # -- state ----------------------------------------------------------------------------
@@ -91,7 +95,7 @@ class MatrixGateway:
     async def state_event(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any] | None:
         """The whole state event (with sender), or None."""
         try:
-            return await self.bot.api.request(
+            return await self._bot.api.request(
                 Method.GET,
                 Path.v3.rooms[room_id].state[event_type][state_key],
                 query_params={"format": "event"},
@@ -102,20 +106,20 @@ class MatrixGateway:
     async def state(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any] | None:
         """The content of a state event, or None when there is none."""
         try:
-            return await self.bot.api.request(
+            return await self._bot.api.request(
                 Method.GET, Path.v3.rooms[room_id].state[event_type][state_key]
             )
         except MNotFound:
             return None
 
     async def room_state(self, room_id: str) -> list[dict[str, Any]]:
-        events = await self.bot.api.request(Method.GET, Path.v3.rooms[room_id].state)
+        events = await self._bot.api.request(Method.GET, Path.v3.rooms[room_id].state)
         return events if isinstance(events, list) else []
 
     async def put_state(
         self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
     ) -> str:
-        resp = await self.bot.api.request(
+        resp = await self._bot.api.request(
             Method.PUT, Path.v3.rooms[room_id].state[event_type][state_key], content
         )
         return resp["event_id"]
@@ -132,27 +136,41 @@ class MatrixGateway:
 
     async def room_account_data(self, room_id: str, data_type: str) -> dict[str, Any] | None:
         try:
-            return await self.bot.get_account_data(data_type, room_id=RoomID(room_id))
+            return await self._bot.get_account_data(data_type, room_id=RoomID(room_id))
         except MNotFound:
             return None
 
     async def set_room_account_data(self, room_id: str, data_type: str, content: dict[str, Any]) -> None:
-        await self.bot.set_account_data(data_type, content, room_id=RoomID(room_id))
+        await self._bot.set_account_data(data_type, content, room_id=RoomID(room_id))
 
     async def account_data(self, data_type: str) -> dict[str, Any] | None:
         """The bot's global account data of this type (private to the bot), or None."""
         try:
-            return await self.bot.get_account_data(data_type)
+            return await self._bot.get_account_data(data_type)
         except MNotFound:
             return None
 
     async def set_account_data(self, data_type: str, content: dict[str, Any]) -> None:
-        await self.bot.set_account_data(data_type, content)
+        await self._bot.set_account_data(data_type, content)
 
     # -- profiles ---------------------------------------------------------------------------
 
+    async def ensure_registered(self, user_id: str | None = None) -> None:
+        """Register the bot or a ghost with the homeserver (a no-op once done)."""
+        await self._intent(user_id).ensure_registered()
+
+    async def profile(self, user_id: str) -> tuple[str | None, str | None]:
+        """The user's (displayname, avatar_url); (None, None) when it has no profile."""
+        try:
+            profile = await self._intent(user_id).get_profile(UserID(user_id))
+        except MatrixRequestError as e:
+            if e.http_status == 404:
+                return (None, None)
+            raise
+        return (profile.displayname, profile.avatar_url)
+
     async def set_profile(self, user_id: str, displayname: str | None, avatar_url: str | None) -> None:
-        intent = self.intent(user_id)
+        intent = self._intent(user_id)
         await intent.ensure_registered()
         if displayname is not None:
             await intent.set_displayname(displayname)
@@ -168,7 +186,7 @@ class MatrixGateway:
 
         Done over raw HTTP because mautrix drops 429's `retry_after_ms`, which we honour.
         """
-        api = self.bot.api
+        api = self._bot.api
         url = api.base_url.with_path(
             f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/send/"
             f"{quote(event_type, safe='')}/{quote(txn_id, safe='')}",

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from mautrix.types import UserID
-
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.gateway import MatrixGateway
 
@@ -78,10 +76,8 @@ class Profiles:
         self._applied[user_id] = wanted
 
     async def _current(self, user_id: str) -> Profile:
-        intent = self.gateway.intent(user_id)
-        await intent.ensure_registered()
+        await self.gateway.ensure_registered(user_id)
         try:
-            profile = await intent.get_profile(UserID(user_id))
-            return (profile.displayname, profile.avatar_url)
+            return await self.gateway.profile(user_id)
         except Exception:
             return (None, None)

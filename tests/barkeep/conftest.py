@@ -18,9 +18,8 @@ from fakes.barkeep import FakeBarkeepState, make_app
 from hookshot_py.barkeep.client import BarkeepClient
 from hookshot_py.barkeep.connection import EVENT_TYPE
 from hookshot_py.barkeep.integration import BarkeepIntegration
-from hookshot_py.db.database import Database
 from hookshot_py.services import Services
-from support.bridge import PROVISIONING_SECRET, BridgeHarness, create_database
+from support.bridge import PROVISIONING_SECRET, BridgeHarness
 from support.helpers import http
 
 NOW = 1_700_000_000
@@ -94,17 +93,6 @@ class LiveClock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
-
-
-@pytest.fixture
-async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
-    """A fresh, migrated database."""
-    database = Database(await create_database(pg_admin_dsn))
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.stop()
 
 
 @dataclass

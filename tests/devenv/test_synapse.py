@@ -117,6 +117,7 @@ async def test_appservice_registration_is_loaded(synapse: SynapseServer, registr
         await stranger.close()
 
 
+@pytest.mark.e2e  # starts its own Synapse
 async def test_restart_and_kill_keep_users_rooms_and_port(tmp_path: Path) -> None:
     server = SynapseServer(tmp_path / "hs", "restart.test")
     await server.start()
@@ -151,6 +152,7 @@ async def test_start_refuses_a_missing_registration(tmp_path: Path) -> None:
     assert not server.running
 
 
+@pytest.mark.e2e  # starts its own Synapse
 async def test_startup_failure_shows_the_log_tail(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from fakes.feeds import FakeFeeds, item
-from support.bridge import create_database
 
 from hookshot_py.config import FeedsConfig
 from hookshot_py.connections.base import connection_id
@@ -30,16 +29,6 @@ from .conftest import LOCAL
 
 EVENT_TYPE = "uk.half-shot.matrix-hookshot.feed"
 ROOM, OTHER_ROOM = "!room-a", "!room-b"
-
-
-@pytest.fixture
-async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
-    database = Database(await create_database(pg_admin_dsn))
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.stop()
 
 
 @dataclass

@@ -9,19 +9,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from hookshot_py.db.database import Database
 from hookshot_py.matrix.appservice import HookshotAppService
-from support.bridge import create_database
 
 HS_TOKEN = "hs-secret"
-
-
-@pytest.fixture
-async def db(pg_admin_dsn):
-    database = Database(await create_database(pg_admin_dsn))
-    await database.start()
-    yield database
-    await database.stop()
 
 
 class Recorder:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-import pytest
 
-from hookshot_py.db.database import Database
 from hookshot_py.matrix.gateway import SendError
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent, backoff_seconds
 from hookshot_py.metrics import Metrics
-from support.bridge import create_database
 
 BOT = "@bot:test"
 
@@ -40,14 +37,6 @@ class ScriptedGateway:
 class NoProfiles:
     async def ensure_applied(self, user_id: str) -> None:
         return None
-
-
-@pytest.fixture
-async def db(pg_admin_dsn):
-    database = Database(await create_database(pg_admin_dsn))
-    await database.start()
-    yield database
-    await database.stop()
 
 
 async def _outbox(db, gateway) -> Outbox:

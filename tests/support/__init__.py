@@ -1,4 +1,4 @@
-"""Test support: fixtures around hookshot_py.devenv (real Synapse) and the bridge."""
+"""Test support: fixtures for a real Synapse and the bridge on it, and for the core on the in-memory homeserver."""
 
 from hookshot_py.devenv.matrix_client import MatrixHTTPError, MatrixTestClient
 from hookshot_py.devenv.synapse import SynapseError, SynapseServer, free_port, make_registration, start_synapse

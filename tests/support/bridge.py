@@ -24,6 +24,7 @@ import yaml
 
 from hookshot_py.app import Bridge
 from hookshot_py.config import load_registration, parse_config
+from hookshot_py.db.database import apply_migrations
 from hookshot_py.devenv.synapse import SynapseServer, free_port
 
 PROVISIONING_SECRET = "5d2f8a1c7e4b9036f1a8c5e2b7d4096a"  # 32 characters: shorter ones are refused
@@ -40,15 +41,68 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def create_database(admin_dsn: str) -> str:
-    """A fresh, empty database on the test server; returns its DSN."""
+async def create_database(admin_dsn: str, *, template: str | None = None) -> str:
+    """A fresh database on the test server (empty, or a copy of the database `template`); returns its DSN."""
+    return with_database(admin_dsn, await _new_database(admin_dsn, template))
+
+
+async def _new_database(admin_dsn: str, template: str | None) -> str:
     name = f"hs_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     finally:
         await conn.close()
-    return with_database(admin_dsn, name)
+    return name
+
+
+_migrated_templates: dict[str, str] = {}
+_template_lock = asyncio.Lock()
+# Migrated databases handed back by finished tests, emptied, per admin DSN.
+_reusable: dict[str, list[str]] = {}
+
+
+async def create_migrated_database(admin_dsn: str) -> str:
+    """A database with the current schema and no rows: one a finished test gave back
+    (`release_migrated_database`), else a copy of one migrated once per session. Much cheaper
+    than migrating, or even copying, for every test. Tests of the migrations use `create_database`."""
+    free = _reusable.setdefault(admin_dsn, [])
+    if free:
+        return free.pop()
+    async with _template_lock:
+        template = _migrated_templates.get(admin_dsn)
+        if template is None:
+            template = await _new_database(admin_dsn, None)
+            await apply_migrations(with_database(admin_dsn, template))
+            _migrated_templates[admin_dsn] = template
+    return await create_database(admin_dsn, template=template)
+
+
+async def release_migrated_database(admin_dsn: str, dsn: str) -> None:
+    """Empty a database from `create_migrated_database` (every table but the schema version and
+    the install id; sequences restarted) and keep it for the next test. DELETE, not TRUNCATE:
+    on a few rows it touches no files, so it stays cheap on a busy disk. A database something
+    still holds locks in is left alone, not reused."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET lock_timeout = '2s'")
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS t FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename NOT IN ('alembic_version', 'bridge_meta')"
+        )
+        sequences = await conn.fetch(
+            "SELECT quote_ident(sequencename) AS s FROM pg_sequences WHERE schemaname = 'public'"
+        )
+        async with conn.transaction():
+            for r in tables:
+                await conn.execute(f"DELETE FROM {r['t']}")
+            for r in sequences:
+                await conn.execute(f"ALTER SEQUENCE {r['s']} RESTART")
+    except asyncpg.LockNotAvailableError:
+        return
+    finally:
+        await conn.close()
+    _reusable.setdefault(admin_dsn, []).append(dsn)
 
 
 def with_database(dsn: str, name: str) -> str:

@@ -7,21 +7,25 @@ listener must bind once a test starts the bridge.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 import yaml
 
+from hookshot_py.db.database import Database
 from hookshot_py.db.embedded import EmbeddedPostgres
 from hookshot_py.devenv.matrix_client import MatrixTestClient
 from hookshot_py.devenv.synapse import SynapseServer, free_port, make_registration, start_synapse
 
-from .bridge import BridgeHarness, create_database
+from .bridge import BridgeHarness, create_database, create_migrated_database, release_migrated_database
+from .core import CoreFactory, CoreHarness
 
 SERVER_NAME = "hookshot.test"
 
@@ -100,10 +104,36 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
     dsn = embedded.start()
+    asyncio.run(_without_durability(dsn))
     try:
         yield dsn
     finally:
         embedded.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
+    """A database of its own for the test, with the current schema and no rows (started)."""
+    database = Database(await create_migrated_database(pg_admin_dsn))
+    await database.start(migrate=False)
+    try:
+        yield database
+    finally:
+        await database.stop()
+        await release_migrated_database(pg_admin_dsn, database.dsn)
+
+
+async def _without_durability(dsn: str) -> None:
+    """The session's own throw-away server needs no crash safety: without fsync, creating a
+    database per test costs a fraction (only ever done to the embedded server, never to one
+    given by HOOKSHOT_DATABASE_URL)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            await conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 BridgeFactory = Callable[..., Awaitable[BridgeHarness]]
@@ -165,3 +195,22 @@ async def room_with_bot(user: MatrixTestClient, *, bot_level: int | None = 50, n
     if bot_level is not None:
         await user.set_power_levels(room_id, {BOT: bot_level})
     return room_id
+
+
+# -- the core on the in-memory homeserver (no Synapse) --------------------------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def core_factory(pg_admin_dsn: str) -> AsyncIterator[CoreFactory]:
+    """Cores (services, integrations, dispatcher, router) on tests/fakes/matrix.py and a fresh database."""
+    factory = CoreFactory(pg_admin_dsn)
+    try:
+        yield factory
+    finally:
+        await factory.stop_all()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def core(core_factory: CoreFactory) -> CoreHarness:
+    """A core with the default test config (generic webhooks, provisioning, everyone an admin)."""
+    return await core_factory()
