@@ -15,6 +15,7 @@ from hookshot_py import __version__
 from hookshot_py.commands.dispatcher import CommandDispatcher
 from hookshot_py.commands.registry import CommandRegistry
 from hookshot_py.config import Config, ListenerConfig, Registration
+from hookshot_py.config.check import encryption_error
 from hookshot_py.db.database import Database
 from hookshot_py.db.embedded import EmbeddedPostgres
 from hookshot_py.integration import Integration
@@ -22,6 +23,8 @@ from hookshot_py.integrations import create_all
 from hookshot_py.lifecycle import STOP_DEADLINE, Deadline
 from hookshot_py.listeners.http import ListenerRunner, add_health_routes, error_middleware, timed
 from hookshot_py.matrix.appservice import HookshotAppService
+from hookshot_py.matrix.crypto import RoomCrypto
+from hookshot_py.matrix.encrypted_rooms import EncryptedRooms
 from hookshot_py.matrix.events import EventRouter, join_permission_rooms
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.homeserver import HomeserverCheck, HomeserverState, HomeserverStatus, Setup
@@ -47,6 +50,7 @@ class Runtime:
     integrations: list[Integration]
     dispatcher: CommandDispatcher
     router: EventRouter
+    crypto: RoomCrypto | None = None  # with encryption enabled
     runners: list[web.AppRunner] = field(default_factory=list)
 
 
@@ -103,6 +107,8 @@ class Bridge:
         self.homeserver = HomeserverCheck(rt.appservice, self._homeserver_setup())
         await self._start_listeners(rt)
         await self.homeserver.wait_for_token()
+        if rt.crypto is not None:  # before the ping: Synapse then resends what it held back
+            await rt.crypto.start(on_late_decrypt=rt.router.on_event)
         if not await self.homeserver.ping():
             self._spawn(self.homeserver.ping_until_ok(), "homeserver-ping")
         await rt.services.outbox.start()
@@ -128,7 +134,8 @@ class Bridge:
             default_ua=f"hookshot_py/{__version__}",
         )
         box = await asyncio.to_thread(SecretBox.from_pass_file, self.config.pass_file)
-        services = build_services(self.config, db, MatrixGateway(appservice), self.metrics, box)
+        crypto = self._make_crypto(appservice, db.dsn, box)
+        services = build_services(self.config, db, MatrixGateway(appservice), self.metrics, box, sealer=crypto)
         integrations = create_all(services)
         room_commands, dm_commands = CommandRegistry(), CommandRegistry()
         for integration in integrations:
@@ -158,8 +165,30 @@ class Bridge:
             is_bridge_user=reg.is_exclusive_user,
             spawn=self._spawn,
         )
-        appservice.on_event = router.on_event
-        return Runtime(db, appservice, services, integrations, dispatcher, router)
+        # Encrypted events are decrypted (or answered) before the router sees them.
+        encrypted = EncryptedRooms(
+            crypto, services.gateway, services.outbox, reg.is_exclusive_user, router.on_event, self._spawn
+        )
+        appservice.on_event = encrypted.on_event
+        appservice.crypto = crypto
+        return Runtime(db, appservice, services, integrations, dispatcher, router, crypto)
+
+    def _make_crypto(self, appservice: HookshotAppService, dsn: str, box: SecretBox) -> RoomCrypto | None:
+        """The bot's encryption device, when `encryption.enabled` (README, "Encrypted rooms")."""
+        if self.config.encryption is None or not self.config.encryption.enabled:
+            return None
+        error = encryption_error(self.config, self.registration)
+        if error is not None:
+            raise error
+        return RoomCrypto(
+            homeserver=self.config.bridge.url,
+            bot_mxid=appservice.bot_mxid,
+            as_token=self.registration.as_token,
+            dsn=dsn,
+            pickle_key=box.derive("e2ee pickle key"),
+            bot=lambda: appservice.intent,  # exists once the appservice started
+            is_bridge_user=self.registration.is_exclusive_user,
+        )
 
     async def stop(self) -> None:
         """Stop everything, within `lifecycle.STOP_DEADLINE` whatever start() got to: each step
@@ -178,6 +207,8 @@ class Bridge:
                 for integration in rt.integrations:
                     await deadline.run(f"the {integration.name} integration", integration.stop(), cap=2)
                 await deadline.run("the outbox", rt.services.close(), cap=2)
+                if rt.crypto is not None:
+                    await deadline.run("encryption", rt.crypto.stop(), cap=2)
                 await deadline.run("the appservice listener", rt.appservice.stop(), cap=2)
                 await deadline.run("the database pool", rt.db.stop(), cap=3)
         finally:
