@@ -11,8 +11,8 @@ live transactions. A transaction it retries is rebuilt from the database without
 (`get_oldest_unsent_txn` → `to_device_messages=[]`), and while it considers the appservice down it
 drops transactions that carry no room event. So this module never refuses a transaction, and room
 keys sent while the bridge is down are lost: the bridge then asks the sender's devices for them
-(clients that originally shared the session with our device re-share it; nio does not) and tells
-the sender it could not decrypt. The bot cannot /sync its device instead: Synapse answers /sync
+(a client may re-share a key it had sent to our device; matrix-nio does not) and tells the
+sender it could not decrypt. The bot cannot /sync its device instead: Synapse answers /sync
 of an appservice's sender with an error (`generate_sync_result`: "We no longer support AS users
 using /sync directly").
 
