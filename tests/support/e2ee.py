@@ -16,6 +16,8 @@ from nio import AsyncClient, AsyncClientConfig, MegolmEvent, RoomMessage, SyncRe
 from hookshot_py.devenv.matrix_client import MatrixTestClient
 
 MEGOLM = {"algorithm": "m.megolm.v1.aes-sha2"}
+# Enough timeline per sync that a burst of messages between two syncs is never cut ("limited").
+_SYNC_FILTER = {"room": {"timeline": {"limit": 1000}}}
 
 
 class E2EEUser:
@@ -43,7 +45,9 @@ class E2EEUser:
         await self.nio.close()
 
     async def sync(self, timeout_ms: int = 0) -> None:
-        resp = await self.nio.sync(timeout=timeout_ms, full_state=self.nio.next_batch is None)
+        resp = await self.nio.sync(
+            timeout=timeout_ms, sync_filter=_SYNC_FILTER, full_state=self.nio.next_batch is None
+        )
         if not isinstance(resp, SyncResponse):
             raise AssertionError(f"sync failed: {resp}")
         for room_id, room in resp.rooms.join.items():
