@@ -200,7 +200,9 @@ class Stack:
 
 
 @asynccontextmanager
-async def bridge_stack(null_homeserver: bool, transform: bool = False, encrypted: bool = False) -> AsyncIterator[Stack]:
+async def bridge_stack(
+    null_homeserver: bool, transform: bool = False, encrypted: bool = False
+) -> AsyncIterator[Stack]:
     """Embedded Postgres, Synapse or the null homeserver, the bridge as a process, a webhook."""
     work = Path(tempfile.mkdtemp(prefix="hookshot-bench-"))
     as_port, listener_port = free_port(), free_port()
