@@ -7,6 +7,7 @@ and CPU seconds.
 
     .venv/bin/python bench/webhooks.py -n 2000 -c 32
     .venv/bin/python bench/webhooks.py -n 2000 -c 32 --null-homeserver
+    .venv/bin/python bench/webhooks.py -n 2000 -c 32 --encrypted   # an encrypted room, the user decrypts
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from aiohttp import web
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests"))
 
 from hookshot_py.db.embedded import EmbeddedPostgres  # noqa: E402
 from hookshot_py.devenv.synapse import SynapseServer, free_port, make_registration  # noqa: E402
@@ -178,6 +180,12 @@ async def wait_synced(client: Any, room: str, run: str, n: int, timeout: float) 
     return time.monotonic()
 
 
+async def wait_decrypted(user: Any, room: str, run: str, n: int, timeout: float) -> float:
+    """Time until the user's encrypting client has decrypted all n messages."""
+    await user.wait_for_bodies(room, run + " ", n, timeout)
+    return time.monotonic()
+
+
 @dataclass
 class Stack:
     """A running bridge (own process) with one generic webhook in one room."""
@@ -188,10 +196,13 @@ class Stack:
     room: str
     pid: int
     user: Any  # a MatrixTestClient in the room, or None with the null homeserver
+    e2ee: Any = None  # with --encrypted: the same user's encrypting client (tests/support/e2ee.py)
 
 
 @asynccontextmanager
-async def bridge_stack(null_homeserver: bool, transform: bool = False) -> AsyncIterator[Stack]:
+async def bridge_stack(
+    null_homeserver: bool, transform: bool = False, encrypted: bool = False
+) -> AsyncIterator[Stack]:
     """Embedded Postgres, Synapse or the null homeserver, the bridge as a process, a webhook."""
     work = Path(tempfile.mkdtemp(prefix="hookshot-bench-"))
     as_port, listener_port = free_port(), free_port()
@@ -204,6 +215,7 @@ async def bridge_stack(null_homeserver: bool, transform: bool = False) -> AsyncI
     synapse = None
     null_runner = None
     user = None
+    e2ee = None
     bridge = None
     try:
         if null_homeserver:
@@ -229,6 +241,8 @@ async def bridge_stack(null_homeserver: bool, transform: bool = False) -> AsyncI
             "metrics": {"enabled": True},
             "database": {"url": dsn},
         }
+        if encrypted:
+            config["encryption"] = {"enabled": True}
         cfg_path = work / "config.yaml"
         cfg_path.write_text(yaml.safe_dump(config))
         log = open(work / "bridge.log", "wb")
@@ -247,6 +261,11 @@ async def bridge_stack(null_homeserver: bool, transform: bool = False) -> AsyncI
                                         and e.get("content", {}).get("membership") == "join", timeout=30)
             await user.set_power_levels(room, {bot: 50})
             user_id = user.user_id
+            if encrypted:
+                from support.e2ee import MEGOLM, E2EEUser
+
+                await user.send_state(room, "m.room.encryption", "", MEGOLM)
+                e2ee = await E2EEUser(user, work / "nio").start()  # a device the bridge shares keys with
         else:
             room, user_id = "!bench:" + DOMAIN, "@bench:" + DOMAIN
         async with aiohttp.ClientSession() as s:
@@ -260,11 +279,13 @@ async def bridge_stack(null_homeserver: bool, transform: bool = False) -> AsyncI
         async with aiohttp.ClientSession() as s:
             await s.post(hook_url, json={"text": "warm-up"})
         await asyncio.sleep(2)
-        yield Stack(base, hook_url, hs_url, room, bridge.pid, user)
+        yield Stack(base, hook_url, hs_url, room, bridge.pid, user, e2ee)
     finally:
         if bridge is not None:
             bridge.terminate()
             bridge.wait(30)
+        if e2ee is not None:
+            await e2ee.close()
         if user is not None:
             await user.close()
         if synapse is not None:
@@ -279,17 +300,25 @@ async def main() -> None:
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("-c", "--concurrency", type=int, default=32)
     ap.add_argument("--null-homeserver", action="store_true")
+    ap.add_argument("--encrypted", action="store_true", help="an encrypted room (Synapse only)")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--transform", action="store_true",
                     help="give the hook a transformation function (QuickJS sandbox) that writes the same text")
     args = ap.parse_args()
+    if args.encrypted and args.null_homeserver:
+        ap.error("--encrypted needs Synapse")
 
-    async with bridge_stack(args.null_homeserver, args.transform) as stack:
+    async with bridge_stack(args.null_homeserver, args.transform, args.encrypted) as stack:
         base, hook_url, user, room = stack.base, stack.hook_url, stack.user, stack.room
         run = f"bench-{int(time.time())}"
         with Sampler(stack.pid) as sampler:
             cpu0 = sampler.cpu()
-            sync_task = asyncio.create_task(wait_synced(user, room, run, args.n, args.timeout)) if user else None
+            if stack.e2ee is not None:  # visible = decrypted by the user's client
+                sync_task = asyncio.create_task(wait_decrypted(stack.e2ee, room, run, args.n, args.timeout))
+            elif user is not None:
+                sync_task = asyncio.create_task(wait_synced(user, room, run, args.n, args.timeout))
+            else:
+                sync_task = None
             t0 = time.monotonic()
             latencies, failures, elapsed = await fire(hook_url, args.n, args.concurrency, run)
             if sync_task is not None:
@@ -306,7 +335,10 @@ async def main() -> None:
                 t_visible = time.monotonic()
             cpu = sampler.cpu() - cpu0
             peak = sampler.peak
-        if user is not None:
+        if stack.e2ee is not None:
+            bodies = [str(e.body) for e in stack.e2ee.decrypted(room) if str(e.body).startswith(run + " ")]
+            unique, total = len(set(bodies)), len(bodies)
+        elif user is not None:
             unique, total = await count_visible(user, room, run)
         else:
             async with aiohttp.ClientSession() as s:
@@ -316,7 +348,8 @@ async def main() -> None:
         lost = args.n - failures - unique
         print(f"hookshot_py generic webhook benchmark — {time.strftime('%Y-%m-%d')}, "
               f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-        print(f"homeserver:          {'null (acknowledges only)' if args.null_homeserver else 'Synapse (SQLite)'}")
+        print(f"homeserver:          {'null (acknowledges only)' if args.null_homeserver else 'Synapse (SQLite)'}"
+              f"{', encrypted room (the user decrypts every message)' if args.encrypted else ''}")
         print(f"transformation:      {'yes (QuickJS sandbox)' if args.transform else 'no'}")
         print(f"requests:            N={args.n} concurrency={args.concurrency}, non-202 answers: {failures}")
         print(f"accepted:            {args.n / elapsed:.0f} req/s ({elapsed:.2f} s)")

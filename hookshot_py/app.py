@@ -13,6 +13,7 @@ from aiohttp import web
 
 from hookshot_py import __version__
 from hookshot_py.config import Config, Registration
+from hookshot_py.config.check import encryption_error
 from hookshot_py.core import Core, assemble, listener_app
 from hookshot_py.db.database import Database
 from hookshot_py.db.embedded import EmbeddedPostgres
@@ -20,6 +21,8 @@ from hookshot_py.integration import Integration
 from hookshot_py.lifecycle import STOP_DEADLINE, Deadline
 from hookshot_py.listeners.http import ListenerRunner, add_health_routes
 from hookshot_py.matrix.appservice import HookshotAppService
+from hookshot_py.matrix.crypto import RoomCrypto
+from hookshot_py.matrix.encrypted_rooms import EncryptedRooms
 from hookshot_py.matrix.events import join_permission_rooms
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.homeserver import HomeserverCheck, HomeserverState, HomeserverStatus, Setup
@@ -41,6 +44,7 @@ class Runtime:
     db: Database
     appservice: HookshotAppService
     core: Core
+    crypto: RoomCrypto | None = None  # with encryption enabled
     runners: list[web.AppRunner] = field(default_factory=list)
 
     @property
@@ -101,6 +105,8 @@ class Bridge:
         self.homeserver = HomeserverCheck(rt.appservice, self._homeserver_setup())
         await self._start_listeners(rt)
         await self.homeserver.wait_for_token()
+        if rt.crypto is not None:  # before the ping: Synapse then resends what it held back
+            await rt.crypto.start(on_late_decrypt=rt.core.router.on_event)
         if not await self.homeserver.ping():
             self._spawn(self.homeserver.ping_until_ok(), "homeserver-ping")
         await rt.services.outbox.start()
@@ -126,10 +132,33 @@ class Bridge:
             default_ua=f"hookshot_py/{__version__}",
         )
         box = await asyncio.to_thread(SecretBox.from_pass_file, self.config.pass_file)
-        services = build_services(self.config, db, MatrixGateway(appservice), self.metrics, box)
+        crypto = self._make_crypto(appservice, db.dsn, box)
+        services = build_services(self.config, db, MatrixGateway(appservice), self.metrics, box, sealer=crypto)
         core = assemble(services, is_bridge_user=reg.is_exclusive_user, spawn=self._spawn)
-        appservice.on_event = core.router.on_event
-        return Runtime(db, appservice, core)
+        # Encrypted events are decrypted (or answered) before the router sees them.
+        encrypted = EncryptedRooms(
+            crypto, services.gateway, services.outbox, reg.is_exclusive_user, core.router.on_event, self._spawn
+        )
+        appservice.on_event = encrypted.on_event
+        appservice.crypto = crypto
+        return Runtime(db, appservice, core, crypto)
+
+    def _make_crypto(self, appservice: HookshotAppService, dsn: str, box: SecretBox) -> RoomCrypto | None:
+        """The bot's encryption device, when `encryption.enabled` (README, "Encrypted rooms")."""
+        if self.config.encryption is None or not self.config.encryption.enabled:
+            return None
+        error = encryption_error(self.config, self.registration)
+        if error is not None:
+            raise error
+        return RoomCrypto(
+            homeserver=self.config.bridge.url,
+            bot_mxid=appservice.bot_mxid,
+            as_token=self.registration.as_token,
+            dsn=dsn,
+            pickle_key=box.derive("e2ee pickle key"),
+            bot=lambda: appservice.intent,  # exists once the appservice started
+            is_bridge_user=self.registration.is_exclusive_user,
+        )
 
     async def stop(self) -> None:
         """Stop everything, within `lifecycle.STOP_DEADLINE` whatever start() got to: each step
@@ -148,6 +177,8 @@ class Bridge:
                 for integration in rt.core.integrations:
                     await deadline.run(f"the {integration.name} integration", integration.stop(), cap=2)
                 await deadline.run("the outbox", rt.services.close(), cap=2)
+                if rt.crypto is not None:
+                    await deadline.run("encryption", rt.crypto.stop(), cap=2)
                 await deadline.run("the appservice listener", rt.appservice.stop(), cap=2)
                 await deadline.run("the database pool", rt.db.stop(), cap=3)
         finally:

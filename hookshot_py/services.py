@@ -19,7 +19,7 @@ from hookshot_py.cpu_pool import CpuPool
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.dm import DirectMessages
 from hookshot_py.matrix.gateway import MatrixGateway
-from hookshot_py.matrix.outbox import Outbox
+from hookshot_py.matrix.outbox import Outbox, Sealer
 from hookshot_py.matrix.profiles import Profiles
 from hookshot_py.metrics import Metrics
 from hookshot_py.permissions import Permissions
@@ -67,10 +67,16 @@ class Services:
 
 
 def build_services(
-    config: Config, db: Database, gateway: MatrixGateway, metrics: Metrics, secrets: SecretBox
+    config: Config,
+    db: Database,
+    gateway: MatrixGateway,
+    metrics: Metrics,
+    secrets: SecretBox,
+    sealer: Sealer | None = None,
 ) -> Services:
+    """`sealer` encrypts what the outbox sends to encrypted rooms (None: encryption disabled)."""
     profiles = Profiles(db, gateway)
-    outbox = Outbox(db, gateway, profiles, metrics)
+    outbox = Outbox(db, gateway, profiles, metrics, sealer=sealer)
     room_members: dict[str, set[str]] = {}
     permissions = Permissions(
         [(r.actor, [(s.service, s.level) for s in r.services]) for r in config.permissions],

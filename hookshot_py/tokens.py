@@ -27,6 +27,12 @@ class SecretBox:
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, purpose: str) -> str:
+        """A secret of its own for `purpose` (e.g. the crypto store's pickle key), from the same key."""
+        info = f"hookshot_py {purpose}".encode()
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(self._key).hex()
 
     @classmethod
     def from_pass_file(cls, path: Path) -> SecretBox:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hookshot_py.config.registration import Registration
+from hookshot_py.config.registration import Registration, missing_encryption_flags
 from hookshot_py.config.schema import ConfigError, secret_keys
 from hookshot_py.config.sections import Config
 from hookshot_py.config.values import weak_secret
@@ -40,6 +40,7 @@ def check_registration(config: Config, registration: Registration) -> Findings:
     _check_users(config, registration, found)
     _check_url(config, registration, found)
     _check_tokens(registration, found)
+    _check_encryption(config, registration, found)
     return found
 
 
@@ -153,3 +154,27 @@ def _check_tokens(registration: Registration, found: Findings) -> None:
         why = weak_secret(token)
         if why is not None:
             found.warnings.append(f"{name}: {why}; `hookshot-py generate-registration` makes random tokens")
+
+
+# -- encryption ------------------------------------------------------------------------------------------
+
+
+def encryption_error(config: Config, registration: Registration) -> ConfigError | None:
+    """Encryption needs to-device events, device lists and its own device (README, "Encrypted rooms")."""
+    if config.encryption is None or not config.encryption.enabled:
+        return None
+    missing = missing_encryption_flags(registration)
+    if not missing:
+        return None
+    return ConfigError(
+        missing[0],
+        "encryption is enabled in the config, so the registration must set "
+        + ", ".join(f"{name}: true" for name in missing)
+        + ' (and the homeserver enable them; see the README, "Encrypted rooms")',
+    )
+
+
+def _check_encryption(config: Config, registration: Registration, found: Findings) -> None:
+    error = encryption_error(config, registration)
+    if error is not None:
+        found.errors.append(error)

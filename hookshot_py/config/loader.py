@@ -33,7 +33,6 @@ UNSUPPORTED_SECTIONS = {
     "widgets": "widgets",
     "cache": "cache",
     "queue": "queue",
-    "encryption": "encryption",
     "sentry": "sentry",
     "serviceBots": "service_bots",
     "messaging": "messaging",
@@ -263,6 +262,10 @@ def _check_listeners(config: Config, listeners: list[_Listener], problems: Probl
 def _check_services(config: Config, listeners: list[_Listener], source: str, problems: Problems) -> None:
     ignored = [name for name, attr in UNSUPPORTED_SECTIONS.items() if getattr(config, attr) is not None]
     config.warnings.extend(f"{name}: not supported by hookshot_py yet; section ignored" for name in ignored)
+    if config.encryption is not None and config.encryption.storage_path is not None:
+        config.warnings.append(
+            "encryption.storagePath: ignored; hookshot_py keeps the crypto state in its Postgres database"
+        )
     generic = config.generic
     if generic is not None and generic.outbound:
         config.warnings.append("generic.outbound: outbound webhooks are not supported by hookshot_py yet; ignored")

@@ -107,7 +107,7 @@ def generate_registration(config: Config, url: str | None = None) -> dict[str, A
         prefixes.append(config.github.user_id_prefix)
     users = [{"exclusive": True, "regex": f"@{re.escape(BOT_LOCALPART)}:{domain}"}]
     users += [{"exclusive": True, "regex": f"@{re.escape(p)}.*:{domain}"} for p in dict.fromkeys(prefixes)]
-    return {
+    registration: dict[str, Any] = {
         "id": "hookshot",
         "as_token": secrets.token_hex(32),
         "hs_token": secrets.token_hex(32),
@@ -117,3 +117,29 @@ def generate_registration(config: Config, url: str | None = None) -> dict[str, A
         "receive_ephemeral": False,
         "namespaces": {"users": users, "aliases": [], "rooms": []},
     }
+    if config.encryption is not None and config.encryption.enabled:
+        registration.update(ENCRYPTION_FLAGS)
+    return registration
+
+
+# What encryption needs from the registration: to-device events in transactions (MSC2409, under
+# receive_ephemeral), device lists and key counts (MSC3202), devices made by the bridge (MSC4190).
+ENCRYPTION_FLAGS: dict[str, bool] = {
+    "receive_ephemeral": True,
+    "org.matrix.msc3202": True,
+    "io.element.msc4190": True,
+}
+
+
+def missing_encryption_flags(registration: Registration) -> list[str]:
+    """The registration keys encryption needs that are not set to true."""
+    missing = []
+    for name in ENCRYPTION_FLAGS:
+        if name == "receive_ephemeral":
+            legacy = registration.extensions.get("de.sorunome.msc2409.push_ephemeral") is True
+            on = registration.receive_ephemeral or legacy
+        else:
+            on = registration.extensions.get(name) is True
+        if not on:
+            missing.append(name)
+    return missing

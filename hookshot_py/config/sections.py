@@ -423,7 +423,11 @@ class QueueConfig:
 
 @section
 class EncryptionConfig:
-    storage_path: str = key(parse=values.non_empty)
+    """End-to-end encryption. hookshot's section (``{storagePath}``) enables it too; the crypto state
+    lives in the bridge's Postgres, so ``storagePath`` is accepted and ignored."""
+
+    enabled: bool = True
+    storage_path: str | None = key(default=None, parse=values.non_empty)
 
 
 @section

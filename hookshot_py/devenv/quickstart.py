@@ -94,6 +94,7 @@ def _claim(data: Path) -> Path:
 def _write_files(data: Path, state: dict[str, Any]) -> tuple[Path, Path]:
     import yaml
 
+    from hookshot_py.config.registration import ENCRYPTION_FLAGS
     from hookshot_py.devenv.synapse import make_registration
     from hookshot_py.secretfiles import write_private
 
@@ -102,6 +103,10 @@ def _write_files(data: Path, state: dict[str, Any]) -> tuple[Path, Path]:
         url = f"http://127.0.0.1:{state['appservice_port']}"
         reg = make_registration(url, SERVER_NAME, user_prefixes=("_webhooks_",))
         write_private(registration_path, yaml.safe_dump(reg, sort_keys=False))
+    else:  # one written before encryption was on: add its opt-ins (Synapse reads them at its start)
+        reg = yaml.safe_load(registration_path.read_text())
+        if any(reg.get(k) is not True for k in ENCRYPTION_FLAGS):
+            write_private(registration_path, yaml.safe_dump({**reg, **ENCRYPTION_FLAGS}, sort_keys=False))
     listener = state["listener_port"]
     config = {
         "bridge": {
@@ -123,6 +128,7 @@ def _write_files(data: Path, state: dict[str, Any]) -> tuple[Path, Path]:
         "provisioning": {"secret": state["provisioning_secret"]},
         "metrics": {"enabled": True},
         "database": {"dataDirectory": "hookshot-data"},
+        "encryption": {"enabled": True},  # Element encrypts new private rooms
     }
     config_path = data / "config.yaml"
     write_private(

@@ -29,6 +29,7 @@ import aiohttp
 import psutil
 import yaml
 
+from hookshot_py.config.registration import ENCRYPTION_FLAGS
 from hookshot_py.secretfiles import write_private
 
 from .matrix_client import MatrixHTTPError, MatrixTestClient
@@ -186,6 +187,12 @@ class SynapseServer:
             "suppress_key_server_warning": True,
             "trusted_key_servers": [],
             "app_service_config_files": [str(p) for p in self.appservice_registration_paths],
+            # Appservice end-to-end encryption: to-device events (MSC2409), device list changes and
+            # one-time-key counts (MSC3202) in transactions. Bridges opt in by their registration.
+            "experimental_features": {
+                "msc2409_to_device_messages_enabled": True,
+                "msc3202_transaction_extensions": True,
+            },
             **RATE_LIMITS,
         }
 
@@ -375,8 +382,13 @@ def make_registration(
     server_name: str = "hookshot.test",
     sender_localpart: str = "hookshot",
     user_prefixes: tuple[str, ...] = ("_webhooks_", "_github_"),
+    encryption: bool = True,
 ) -> dict[str, Any]:
-    """An appservice registration like hookshot's: the bot plus exclusive puppet-user namespaces."""
+    """An appservice registration like hookshot's: the bot plus exclusive puppet-user namespaces.
+
+    ``encryption`` adds the opt-ins a bridge with ``encryption.enabled`` needs (to-device events, device
+    lists, devices it creates itself); a bridge without encryption ignores what they bring.
+    """
     domain = server_name.replace(".", r"\.")
     users = [{"exclusive": True, "regex": f"@{sender_localpart}:{domain}"}]
     users += [{"exclusive": True, "regex": f"@{prefix}.*:{domain}"} for prefix in user_prefixes]
@@ -388,6 +400,7 @@ def make_registration(
         "sender_localpart": sender_localpart,
         "rate_limited": False,
         "namespaces": {"users": users, "rooms": [], "aliases": []},
+        **(ENCRYPTION_FLAGS if encryption else {}),
     }
 
 

@@ -3,6 +3,9 @@
 mautrix provides the routes, token check and IntentAPI. We replace its transaction handler so
 that a transaction is acknowledged only after its events were handled (a crash makes the
 homeserver resend it), and so already-processed transaction ids are remembered in Postgres.
+The encryption extras of a transaction (to-device events, device list changes, one-time-key
+counts: MSC2409/MSC3202) go to the crypto sink first, so a room key arrives before the events
+that need it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from aiohttp import web
@@ -46,6 +49,42 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+class CryptoSink(Protocol):
+    async def handle_transaction(
+        self,
+        to_device: list[dict[str, Any]],
+        device_lists: dict[str, Any] | None,
+        otk_counts: dict[str, dict[str, dict[str, int]]],
+    ) -> None: ...
+
+
+def _field(data: dict[str, Any], *names: str) -> Any:
+    """The first of a field's stable and unstable names that is present."""
+    for name in names:
+        if name in data:
+            return data[name]
+    return None
+
+
+def encryption_extras(
+    data: dict[str, Any],
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, dict[str, dict[str, int]]]]:
+    """(to-device events, device list changes, one-time-key counts) of a transaction body."""
+    to_device = _field(data, "to_device", "de.sorunome.msc2409.to_device")
+    device_lists = _field(data, "device_lists", "org.matrix.msc3202.device_lists")
+    otk = _field(
+        data,
+        "device_one_time_keys_count",
+        "org.matrix.msc3202.device_one_time_keys_count",
+        "org.matrix.msc3202.device_one_time_key_counts",
+    )
+    return (
+        [e for e in to_device if isinstance(e, dict)] if isinstance(to_device, list) else [],
+        device_lists if isinstance(device_lists, dict) else None,
+        otk if isinstance(otk, dict) else {},
+    )
+
+
 class _MemoryASStateStore(MemoryStateStore, ASStateStore):
     """Membership/registration cache for intents; rebuilt on demand after a restart."""
 
@@ -65,6 +104,7 @@ class HookshotAppService(AppService):
         # Set by the bridge once its parts are built; until then transactions answer 500 and
         # the homeserver retries them.
         self.on_event: EventHandler = _not_routed
+        self.crypto: CryptoSink | None = None  # set when encryption is enabled
         self._recent: OrderedDict[str, None] = OrderedDict()
 
     async def _http_handle_transaction(self, request: web.Request) -> web.Response:
@@ -89,6 +129,11 @@ class HookshotAppService(AppService):
                 "SELECT 1 FROM appservice_txns WHERE txn_id = $1 AND digest = $2", txn_id, digest
             ):
                 return web.json_response({})
+            if self.crypto is not None:
+                # Room keys first: the events of this transaction may need them. Never raises.
+                extras = encryption_extras(data)
+                log.debug("Transaction %s: %d event(s), %d to-device event(s)", txn_id, len(events), len(extras[0]))
+                await self.crypto.handle_transaction(*extras)
             for raw_event in events:
                 if isinstance(raw_event, dict):
                     await self._handle_one(txn_id, raw_event)

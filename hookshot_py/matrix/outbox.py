@@ -4,6 +4,10 @@ Every message is a Postgres row before anyone is told it was accepted. Rooms are
 independently, each strictly in row order; a row is retried with backoff (honouring 429's
 `retry_after_ms`) until the homeserver takes it. The transaction id is derived from the row, so
 a resend after a crash is deduplicated by the homeserver instead of posted twice.
+
+Rows are plaintext at rest. In an encrypted room a row is encrypted by the `Sealer` just before
+each send attempt (never when queued), so a row queued before a crash or before the room turned
+encryption on is still sent once, encrypted, with the same transaction id.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -44,6 +48,12 @@ def _final_content(event: OutgoingEvent) -> dict[str, Any]:
     return with_mentions(event.content) if event.event_type == "m.room.message" else event.content
 
 
+class Sealer(Protocol):
+    """Turns an event into what is sent: `(m.room.encrypted, ciphertext)` in an encrypted room."""
+
+    async def seal(self, room_id: str, event_type: str, content: dict[str, Any]) -> tuple[str, dict[str, Any]]: ...
+
+
 def backoff_seconds(attempts: int) -> float:
     """0.5 s, 1 s, 2 s ... capped at 5 minutes, with ±20% jitter so rooms don't retry in lockstep."""
     base = min(MAX_BACKOFF_S, 0.5 * 2 ** max(0, attempts - 1))
@@ -59,8 +69,10 @@ class Outbox:
         metrics: Metrics,
         *,
         parallel_rooms: int = 8,
+        sealer: Sealer | None = None,
     ) -> None:
         self.db = db
+        self.sealer = sealer
         self.gateway = gateway
         self.profiles = profiles
         self.metrics = metrics
@@ -251,9 +263,10 @@ class Outbox:
                     await self.profiles.ensure_applied(sender)
                     await self.gateway.ensure_joined(room_id, sender, recheck=recheck)
                     self.joined_cache.add((room_id, sender))
-                event_id = await self.gateway.send_event(
-                    room_id, sender, row["event_type"], row["content"], self._txn_id(row["id"])
-                )
+                event_type, content = row["event_type"], row["content"]
+                if self.sealer is not None:
+                    event_type, content = await self.sealer.seal(room_id, event_type, content)
+                event_id = await self.gateway.send_event(room_id, sender, event_type, content, self._txn_id(row["id"]))
             except SendError as e:
                 if e.errcode == "M_FORBIDDEN":
                     # Maybe we were kicked or never joined: forget what we knew and join again.
@@ -266,7 +279,7 @@ class Outbox:
                 await self._retry_later(row["id"], attempts, str(e), delay)
                 await asyncio.sleep(delay)
                 continue
-            except Exception as e:  # joining failed (homeserver down, no invite...)
+            except Exception as e:  # joining or encrypting failed (homeserver down, no invite...)
                 delay = backoff_seconds(attempts)
                 await self._retry_later(row["id"], attempts, f"{type(e).__name__}: {e}", delay)
                 await asyncio.sleep(delay)

@@ -302,8 +302,17 @@ def test_hookshot_only_sections_are_validated_and_ignored_with_warnings() -> Non
     ignored = [w.split(":")[0] for w in config.warnings if w.endswith(suffix)]
     assert ignored == [
         "jira", "figma", "openProject", "challengeHound", "widgets", "cache", "queue",
-        "encryption", "sentry", "serviceBots", "messaging",
+        "sentry", "serviceBots", "messaging",
     ]  # fmt: skip
+
+
+def test_hookshots_encryption_section_enables_encryption_and_its_storage_path_is_ignored() -> None:
+    config = parse(with_(lambda d: d.update(encryption={"storagePath": "./crypto"})))
+    assert config.encryption.enabled is True
+    assert "encryption.storagePath: ignored; hookshot_py keeps the crypto state in its Postgres database" in config.warnings
+    assert parse(with_(lambda d: d.update(encryption={"enabled": False}))).encryption.enabled is False
+    assert parse(with_(lambda d: None)).encryption is None
+    assert error_of(with_(lambda d: d.update(encryption={"enabled": "yes"}))).startswith("encryption.enabled:")
 
 
 def test_go_neb_migrator_is_ignored_with_a_warning_but_experimental_encryption_is_an_error() -> None:

@@ -172,3 +172,16 @@ def test_is_exclusive_user_matches_whole_user_ids_of_exclusive_namespaces() -> N
     assert not reg.is_exclusive_user("@hookshot:foobar.evil")
     assert not reg.is_exclusive_user("@shared_x:foobar")
     assert not reg.is_exclusive_user("@alice:foobar")
+
+
+def test_registration_for_encryption_opts_in_to_what_the_bot_device_needs() -> None:
+    from hookshot_py.config.registration import missing_encryption_flags
+
+    plain = parse_registration(yaml.safe_load(yaml.safe_dump(generate_registration(config()))))
+    assert missing_encryption_flags(plain) == ["receive_ephemeral", "org.matrix.msc3202", "io.element.msc4190"]
+    data = generate_registration(config(encryption={"enabled": True}))
+    assert data["receive_ephemeral"] is True and data["org.matrix.msc3202"] is True and data["io.element.msc4190"] is True
+    assert missing_encryption_flags(parse_registration(yaml.safe_load(yaml.safe_dump(data)))) == []
+    # hookshot's older name for receive_ephemeral counts too.
+    legacy = {k: v for k, v in data.items() if k != "receive_ephemeral"} | {"de.sorunome.msc2409.push_ephemeral": True}
+    assert missing_encryption_flags(parse_registration(legacy)) == []

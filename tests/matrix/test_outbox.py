@@ -121,3 +121,37 @@ async def test_every_message_carries_explicit_mentions_and_other_events_are_unto
     assert stored[1]["m.mentions"] == {"user_ids": ["@alice:test"], "room": True}
     assert stored[2]["m.mentions"] == {}
     assert stored[3] == {"name": "x"}
+
+
+@dataclass
+class CountingSealer:
+    """Encrypts only room "!enc"; fails its first `fail` calls (keys could not be shared yet)."""
+
+    fail: int = 0
+    calls: int = 0
+
+    async def seal(self, room_id, event_type, content):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls <= self.fail:
+            raise RuntimeError("could not share the room key")
+        if room_id != "!enc":
+            return event_type, content
+        return "m.room.encrypted", {"body": content["body"], "ciphertext": f"sealed#{self.calls}"}
+
+
+async def test_rows_are_sealed_at_send_time_each_attempt_with_the_rows_txn_id(db):
+    gw = ScriptedGateway(script={"b": [SendError("502", status=502)]})
+    sealer = CountingSealer(fail=1)
+    outbox = Outbox(db, gw, NoProfiles(), Metrics(), sealer=sealer)  # type: ignore[arg-type]
+    ids = await outbox.enqueue([_msg("!enc", "a"), _msg("!enc", "b"), _msg("!plain", "p")])
+    # Queued rows are plaintext: sealing waits for the send.
+    assert sealer.calls == 0
+    assert [r["body"] for r in await db.fetch("SELECT content->>'body' AS body FROM outbox ORDER BY id")] == ["a", "b", "p"]
+    await outbox.start()
+    assert all(await outbox.wait_sent(ids, timeout=20))
+    assert [b for r, _, b in gw.sent if r == "!enc"] == ["a", "b"]
+    # One failed seal, "b" sealed twice (its send failed once): every attempt re-encrypts, same txn id.
+    assert sealer.calls == 5
+    assert len(gw.txn_ids) == 4 and len(set(gw.txn_ids)) == 3
+    assert await db.fetchval("SELECT content->>'body' FROM outbox WHERE id = $1", ids[1]) == "b"
+    await outbox.stop()
