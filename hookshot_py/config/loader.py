@@ -25,7 +25,6 @@ from hookshot_py.config.sections import (
 
 # hookshot sections that are validated but not acted upon yet: YAML key -> Config attribute.
 UNSUPPORTED_SECTIONS = {
-    "gitlab": "gitlab",
     "jira": "jira",
     "figma": "figma",
     "openProject": "open_project",

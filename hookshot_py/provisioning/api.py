@@ -45,7 +45,7 @@ class ProvisioningApi:
         for integration in integrations:
             integration.add_provisioning_routes(app)
         enabled = {i.name for i in integrations}
-        for service in ("github", "jira"):
+        for service in ("github", "gitlab", "jira"):
             if service not in enabled:
                 r.add_route("*", f"/v1/{service}/{{tail:.*}}", self._disabled(service))
         r.add_get("/v1/{room_id}/connections", self.list_connections)
