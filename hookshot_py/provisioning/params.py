@@ -13,12 +13,14 @@ __all__ = ["DEFAULT_PER_PAGE", "MAX_PER_PAGE", "int_param", "paging", "user_id"]
 
 DEFAULT_PER_PAGE = 10
 MAX_PER_PAGE = 100
-_USER_ID = re.compile(r"^@[^:\s]+:[^\s]+$")
+# No spaces, no control characters (a NUL cannot even be stored), at most Matrix's 255 bytes.
+_USER_ID = re.compile(r"^@[^:\s\x00-\x1f\x7f]+:[^\s\x00-\x1f\x7f]+$")
+MAX_USER_ID_BYTES = 255
 
 
 def user_id(request: web.Request) -> str:
     value = request.query.get("userId", "")
-    if not _USER_ID.match(value):
+    if not _USER_ID.match(value) or len(value.encode("utf-8", "surrogatepass")) > MAX_USER_ID_BYTES:
         raise ApiError(ErrCode.BAD_VALUE, "Invalid userId: pass ?userId=@user:server.")
     return value
 
