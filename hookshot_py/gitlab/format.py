@@ -45,6 +45,8 @@ KINDS = frozenset({"push", "tag_push", "merge_request", "issue", "note", "releas
 PUSH_MAX_COMMITS = 5  # hookshot's
 QUOTE_CHARS = 256  # a comment quoted under its notice, as hookshot quotes GitHub comments
 MAX_TEXT_CHARS = 8000  # a release description or a comment posted whole, at most
+#: A message's markdown at most (titles are the sender's too): far below Matrix's 64 KiB event.
+MAX_MESSAGE_CHARS = 10_000
 ZERO_SHA = "0" * 40
 
 
@@ -414,11 +416,12 @@ def review_reply(item: dict[str, Any]) -> Message:
 
 def render(message: Message) -> dict[str, Any]:
     """The Matrix content of a message (markdown rendered: run it in the CPU pool)."""
+    markdown = _clip(message.markdown, MAX_MESSAGE_CHARS)
     content: dict[str, Any] = {
         "msgtype": "m.notice",
-        "body": message.markdown,
+        "body": markdown,
         "format": "org.matrix.custom.html",
-        "formatted_body": render_markdown(message.markdown, inline=message.inline),
+        "formatted_body": render_markdown(markdown, inline=message.inline),
         **message.extra,
     }
     if message.external_url:
@@ -429,8 +432,8 @@ def render(message: Message) -> dict[str, Any]:
 def render_fallback(message: Message) -> dict[str, Any]:
     """The message as escaped text, when rendering it took too long."""
     content = render(Message("", extra=message.extra, external_url=message.external_url))
-    content["body"] = message.markdown
-    content["formatted_body"] = escape(message.markdown).replace("\n", "<br>")
+    content["body"] = markdown = _clip(message.markdown, MAX_MESSAGE_CHARS)
+    content["formatted_body"] = escape(markdown).replace("\n", "<br>")
     return content
 
 

@@ -95,20 +95,23 @@ class GitLabWebhookRoute:
             return name
         return next(iter(self.config.instances)) if len(self.config.instances) == 1 else None
 
-    def _project(
+    def _projects(
         self, request: web.Request, payload: dict[str, Any], path: str, holders: list[HookRow], by_config: bool
-    ) -> HookKey | None:
+    ) -> list[HookKey]:
         """The project the verified delivery is for; 401 when a project's token is used for
-        another project."""
+        another project. With the config-wide token and an instance that cannot be told (GitLab
+        knows itself by another address than the config's), the path on every instance, as
+        hookshot matched it."""
         wanted = project_key(path)
         row = next((r for r in holders if r.project == wanted), None)
         if row is not None:
-            return row.key
+            return [row.key]
         if not by_config:
             log.warning("Refusing a GitLab delivery for %s: it carries another project's webhook token", path)
             raise ApiError(ErrCode.BAD_TOKEN, "The delivery carries another project's webhook token.")
         instance = self._instance(request, payload)
-        return None if instance is None else HookKey(instance, wanted)
+        names = [instance] if instance is not None else list(self.config.instances)
+        return [HookKey(name, wanted) for name in names]
 
     # -- the route --------------------------------------------------------------------------------------
 
@@ -131,8 +134,10 @@ class GitLabWebhookRoute:
         if kind not in KINDS or path is None:
             log.info("Acknowledged a GitLab %s delivery (%s) we do not post", event, kind)
             return web.json_response({"ok": True, "handled": False})
-        key = self._project(request, payload, path, holders, by_config)
-        conns = self.projects.project_connections(key) if key is not None else []
+        conns = [
+            conn for key in self._projects(request, payload, path, holders, by_config)
+            for conn in self.projects.project_connections(key)
+        ]
         if not conns:
             log.info("GitLab %s for %s: no room is connected to it", kind, path)
             return web.json_response({"ok": True, "handled": True, "posted": 0})

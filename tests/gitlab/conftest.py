@@ -93,10 +93,13 @@ async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
 
 
 def gitlab_config(gl_url: str, *, public_url: str | None = "https://bridge.example/hookshot/",
-                  secret: str | None = CONFIG_SECRET, debounce_ms: int = 5000) -> GitLabConfig:
+                  secret: str | None = CONFIG_SECRET, debounce_ms: int = 5000,
+                  more_instances: dict[str, str] | None = None) -> GitLabConfig:
+    instances = {INSTANCE: GitLabInstance(url=gl_url)}
+    instances.update({name: GitLabInstance(url=url) for name, url in (more_instances or {}).items()})
     return GitLabConfig(
         webhook=GitLabWebhook(secret=secret, public_url=public_url),
-        instances={INSTANCE: GitLabInstance(url=gl_url)},
+        instances=instances,
         comment_debounce_ms=debounce_ms,
     )
 

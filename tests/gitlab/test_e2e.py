@@ -49,7 +49,8 @@ async def test_a_gitlab_project_in_a_room(gitlab_bridge, make_user) -> None:
     assert sent.status == 200
     mr = await alice.wait_for_message(room, is_notice_with("opened a new MR"))
     assert mr["sender"] == BOT and mr["content"]["msgtype"] == "m.notice"
-    assert mr["content"]["body"] == f'**alice** opened a new MR [{env.path}!12]({gl.base_url}/{env.path}/-/merge_requests/12): "Add sprockets"'
+    mr_url = f"{gl.base_url}/{env.path}/-/merge_requests/12"
+    assert mr["content"]["body"] == f'**alice** opened a new MR [{env.path}!12]({mr_url}): "Add sprockets"'
     assert "<strong>alice</strong>" in mr["content"]["formatted_body"]
     hook.token, real = "forged", hook.token
     [refused] = await gl.emit(env.path, env.payload("issue.open"))
@@ -78,6 +79,10 @@ async def test_a_gitlab_project_in_a_room(gitlab_bridge, make_user) -> None:
     assert reply["content"]["m.relates_to"]["event_id"] == root["event_id"]
 
     # `!gl create` acts with the sender's own token.
+    await alice.send_text(room, "!gl help")
+    help_text = (await alice.wait_for_message(room, is_notice_with(f"GitLab commands for {env.path}")))["content"]
+    assert "`!gl create-confidential <title> [description] [labels]`" in help_text["body"]
+    assert "`!gl close <number> [comment]`" in help_text["body"]
     await alice.send_text(room, '!gl create "Sprocket squeaks" "At night"')
     created = await alice.wait_for_message(room, is_notice_with("Created issue #1:"))
     assert created["content"]["body"].endswith(f"({gl.base_url}/{env.path}/-/issues/1)")

@@ -243,6 +243,10 @@ def test_comments_and_descriptions_are_bounded() -> None:
     release["description"] = "y" * 100_000
     message = classify("release", release, EVERYTHING)
     assert isinstance(message, Message) and len(message.markdown) < 10_000
+    mr = payload("merge_request.open")
+    mr["object_attributes"]["title"] = "t" * 100_000
+    content = render(classify("merge_request", mr, EVERYTHING))  # type: ignore[arg-type]
+    assert len(content["body"]) <= 10_000 and len(content["formatted_body"]) < 20_000
     mr_note = payload("note.merge_request")
     mr_note["object_attributes"]["note"] = "z" * 100_000
     item = classify("note", mr_note, config(includeCommentBody=True))

@@ -168,3 +168,15 @@ async def test_review_items_are_queued_not_posted(make_stack) -> None:
     assert again[1]["queued"] == 0 and again[1]["duplicate"] is True
     assert await stack.bodies("!room:test") == []
     assert await stack.db.fetchval("SELECT count(*) FROM gitlab_review_items") == 1
+
+
+async def test_the_instance_is_told_by_the_project_address(make_stack) -> None:
+    stack = await make_stack(more_instances={"other": "https://other.example"})
+    await stack.login(ALICE, "alice")
+    await stack.connect("!room:test", ALICE)
+    # The same path on another configured instance is another project.
+    status, body = await stack.post(payload("issue.open", base="https://other.example"), CONFIG_SECRET)
+    assert (status, body["posted"]) == (200, 0)
+    # GitLab knowing itself by an address no instance is configured with: the path decides, as in hookshot.
+    status, body = await stack.post(payload("issue.open", base="https://gitlab.internal"), CONFIG_SECRET)
+    assert (status, body["posted"]) == (200, 1)
