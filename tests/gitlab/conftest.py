@@ -33,7 +33,7 @@ from hookshot_py.listeners.http import error_middleware
 from hookshot_py.matrix.outbox import Outbox
 from hookshot_py.metrics import Metrics
 from hookshot_py.tokens import SecretBox, TokenStore
-from support.bridge import PROVISIONING_SECRET, BridgeHarness, create_database
+from support.bridge import PROVISIONING_SECRET, BridgeHarness
 from support.helpers import http
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -80,16 +80,6 @@ async def gl_server(gl: FakeGitLabState, aiohttp_server: Any) -> TestServer:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
-
-
-@pytest_asyncio.fixture
-async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
-    database = Database(await create_database(pg_admin_dsn))
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.stop()
 
 
 def gitlab_config(gl_url: str, *, public_url: str | None = "https://bridge.example/hookshot/",
