@@ -9,6 +9,7 @@ from hookshot_py.feeds.integration import create as feeds
 from hookshot_py.generic.integration import create as generic
 from hookshot_py.gitflic.integration import create as gitflic
 from hookshot_py.github.integration import create as github
+from hookshot_py.gitlab.integration import create as gitlab
 from hookshot_py.integration import Integration
 from hookshot_py.services import Services
 
@@ -17,6 +18,7 @@ Factory = Callable[[Services], Integration | None]
 # Order matters only for routes: generic's legacy catch-all `/{hookId}` must come last.
 FACTORIES: list[Factory] = [
     github,
+    gitlab,
     gitflic,
     barkeep,
     feeds,

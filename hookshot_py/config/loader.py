@@ -25,7 +25,6 @@ from hookshot_py.config.sections import (
 
 # hookshot sections that are validated but not acted upon yet: YAML key -> Config attribute.
 UNSUPPORTED_SECTIONS = {
-    "gitlab": "gitlab",
     "jira": "jira",
     "figma": "figma",
     "openProject": "open_project",
@@ -275,6 +274,7 @@ def _check_services(config: Config, listeners: list[_Listener], source: str, pro
         for name, on in (
             ("generic", generic is not None and generic.enabled),
             ("github", config.github is not None),
+            ("gitlab", config.gitlab is not None),
             ("gitflic", config.gitflic is not None),
             ("barkeep", config.barkeep is not None),
             ("feeds", config.feeds is not None and config.feeds.enabled),
@@ -283,9 +283,8 @@ def _check_services(config: Config, listeners: list[_Listener], source: str, pro
     ]
     if not enabled:
         note = f" ({', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not supported yet)" if ignored else ""
-        problems.add(
-            source, f"no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds{note}"
-        )
+        services = "generic, github, gitlab, gitflic, barkeep, feeds"
+        problems.add(source, f"no service is enabled; configure at least one of {services}{note}")
 
     _check_static_connections(config, problems)
 

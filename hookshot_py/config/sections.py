@@ -286,12 +286,10 @@ class OutboundUrlsConfig:
     allowed_ip_ranges: list[str] = key(default_factory=list, parse=values.ip_ranges)
 
 
-# -- hookshot sections hookshot_py does not implement yet (validated, then ignored) ---------------------
-
-
 @section
 class GitLabInstance:
     url: str = key(parse=values.http_url)
+    """The instance's web address, e.g. https://gitlab.com (its API is ``{url}/api/v4``)."""
 
     def post_load(self, path: str) -> None:
         self.url = self.url.rstrip("/")
@@ -299,16 +297,35 @@ class GitLabInstance:
 
 @section
 class GitLabWebhook:
-    secret: str = key(parse=values.non_empty, secret=True)
+    secret: str | None = key(default=None, secret=True)
+    """hookshot's one token for every project: hooks entered by hand with it are accepted. Hooks the
+    bridge registers get a token of their own, so this may be left out."""
     public_url: str | None = key(default=None, parse=values.http_url)
+    """Where GitLab delivers: the public address of the webhooks listener, or of its
+    ``/gitlab/webhook`` route."""
 
 
 @section
 class GitLabConfig:
-    webhook: GitLabWebhook
+    webhook: GitLabWebhook = field(default_factory=GitLabWebhook)
     instances: dict[str, GitLabInstance] = field(default_factory=dict)
     user_id_prefix: str = "_gitlab_"
     comment_debounce_ms: int = key(default=5000, parse=values.non_negative_int)
+
+    def post_load(self, path: str) -> None:
+        if not self.instances:
+            raise ConfigError(join(path, "instances"), "configure at least one GitLab instance")
+
+    def instance_for_url(self, url: str) -> str | None:
+        """The name of the instance whose address `url` starts with (hookshot's rule), the longest first."""
+        matches = [
+            name for name, inst in self.instances.items()
+            if url == inst.url or url.startswith(inst.url + "/")
+        ]
+        return max(matches, key=lambda n: len(self.instances[n].url), default=None)
+
+
+# -- hookshot sections hookshot_py does not implement yet (validated, then ignored) ---------------------
 
 
 @section

@@ -26,6 +26,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from hookshot_py.forges.filters import labels_allowed
 from hookshot_py.forges.payload import Payload, PayloadError
 from hookshot_py.github.labels import format_labels
 from hookshot_py.github.state import RepoConfig
@@ -191,12 +192,7 @@ def _label_names(item: Payload) -> set[str]:
 
 def _matches_label_filter(config: RepoConfig, item: Payload) -> bool:
     """hookshot's `matchesLabelFilter`: excluded labels veto; included labels are required."""
-    labels = _label_names(item)
-    if labels & config.excluding_labels:
-        return False
-    if config.including_labels:
-        return bool(labels & config.including_labels)
-    return True
+    return labels_allowed(_label_names(item), config.including_labels, config.excluding_labels)
 
 
 def _short_ref(ref: str) -> tuple[str, str]:

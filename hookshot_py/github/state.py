@@ -8,12 +8,13 @@ unchanged and state we write loads in hookshot.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from hookshot_py import safe_regex
 from hookshot_py.errors import ValidationIssue
+from hookshot_py.forges.filters import HookFilter
 from hookshot_py.forges.payload import json_type_name
 
 __all__ = [
@@ -89,33 +90,6 @@ DEFAULT_HOTLINK_PREFIX = "#"
 DEFAULT_PR_DIFF_MAX_LINES = 30
 COMMAND_PREFIX_MIN = 2
 COMMAND_PREFIX_MAX = 24
-
-
-class HookFilter:
-    """hookshot's `HookFilter`: an event passes if *any* of its candidate names is enabled."""
-
-    def __init__(self, enabled_hooks: Iterable[str] = ()) -> None:
-        self.enabled_hooks: frozenset[str] = frozenset(enabled_hooks)
-
-    def should_skip(self, *hook_names: str) -> bool:
-        return all(name not in self.enabled_hooks for name in hook_names)
-
-    @staticmethod
-    def convert_ignored_hooks_to_enabled_hooks(
-        enabled: Sequence[str], ignored: Sequence[str], defaults: Sequence[str]
-    ) -> list[str]:
-        """Translate the deprecated `ignoreHooks` list into an `enableHooks` list.
-
-        Starts from explicit + default hooks and removes each ignored name and, for a root
-        name such as `issue`, every `issue.*` child. Order is kept (first occurrence wins).
-        """
-        result = list(dict.fromkeys([*enabled, *defaults]))
-        for ignored_hook in ignored:
-            child_prefix = f"{ignored_hook}."
-            result = [
-                h for h in result if h != ignored_hook and not h.startswith(child_prefix)
-            ]
-        return result
 
 
 @dataclass(frozen=True)

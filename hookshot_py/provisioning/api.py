@@ -18,12 +18,12 @@ from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.integration import Integration
 from hookshot_py.listeners.http import parse_json, read_body
 from hookshot_py.provisioning.openapi import openapi_document
+from hookshot_py.provisioning.params import user_id as user_id_param
 from hookshot_py.services import Services
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-_USER_ID = re.compile(r"^@[^:\s]+:[^\s]+$")
 # Room version 12 ids have no `:server` part; older ones do. Both are accepted.
 _ROOM_ID = re.compile(r"^![^\s/]+$")
 _PUBLIC = {"/v1/health", "/v1/openapi.json"}
@@ -45,7 +45,7 @@ class ProvisioningApi:
         for integration in integrations:
             integration.add_provisioning_routes(app)
         enabled = {i.name for i in integrations}
-        for service in ("github", "jira"):
+        for service in ("github", "gitlab", "jira"):
             if service not in enabled:
                 r.add_route("*", f"/v1/{service}/{{tail:.*}}", self._disabled(service))
         r.add_get("/v1/{room_id}/connections", self.list_connections)
@@ -69,10 +69,7 @@ class ProvisioningApi:
 
     @staticmethod
     def _user_id(request: web.Request) -> str:
-        user_id = request.query.get("userId", "")
-        if not _USER_ID.match(user_id):
-            raise ApiError(ErrCode.BAD_VALUE, "Invalid userId: pass ?userId=@user:server.")
-        return user_id
+        return user_id_param(request)
 
     @staticmethod
     def _room_id(request: web.Request) -> str:

@@ -70,13 +70,59 @@ def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 _USER = {"name": "userId", "in": "query", "required": True,
-         "schema": {"type": "string", "pattern": "^@[^:\\s]+:[^\\s]+$"},
+         "schema": {"type": "string", "pattern": "^@[^:\\s\\x00-\\x1f\\x7f]+:[^\\s\\x00-\\x1f\\x7f]+$"},
          "description": "The Matrix user the request is made for, e.g. @alice:example.org"}
 _ROOM = {"name": "roomId", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": "^![^\\s/]+$", "maxLength": 255}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _CONN_REF = {"$ref": "#/components/schemas/Connection"}
 _AUTH_ERRORS = (400, 401, 403, 404, 405, 413)
+_PAGE = {"name": "page", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}
+_PER_PAGE = {"name": "perPage", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 100}}
+
+# The service routes answer 404 HS_DISABLED_FEATURE when the service is not configured.
+_GITLAB_INSTANCES = {
+    "type": "object",
+    "required": ["instances"],
+    "properties": {
+        "instances": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "url", "loggedIn"],
+                "properties": {"name": {"type": "string"}, "url": {"type": "string"}, "loggedIn": {"type": "boolean"}},
+            },
+        }
+    },
+}
+_GITLAB_PROJECTS = {
+    "type": "object",
+    "required": ["loggedIn"],
+    "properties": {
+        "loggedIn": {"type": "boolean"},
+        "nextPage": {"type": "integer", "nullable": True},
+        "projects": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "path", "url", "state"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "path": {"type": "string"},
+                    "url": {"type": "string"},
+                    "avatarUrl": {"type": "string", "nullable": True},
+                    "description": {"type": "string", "nullable": True},
+                    "state": {
+                        "type": "object",
+                        "required": ["instance", "path"],
+                        "properties": {"instance": {"type": "string"}, "path": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    },
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -144,6 +190,28 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
                     "responses": {**_ok(_CONN_REF), **_err(*_AUTH_ERRORS, 409)},
                 },
+            },
+            "/v1/gitlab/instances": {
+                "get": {
+                    "summary": "The configured GitLab instances, and whether the user has a token for each",
+                    "parameters": [_USER],
+                    "responses": {**_ok(_GITLAB_INSTANCES), **_err(400, 401, 404)},
+                }
+            },
+            "/v1/gitlab/instances/{name}/projects": {
+                "get": {
+                    "summary": "The projects of an instance the user may connect (Developer access or more), "
+                               "most recently active first",
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                        _USER,
+                        {"name": "search", "in": "query", "required": False,
+                         "schema": {"type": "string", "maxLength": 100}},
+                        _PAGE,
+                        _PER_PAGE,
+                    ],
+                    "responses": {**_ok(_GITLAB_PROJECTS), **_err(400, 401, 403, 404, 502)},
+                }
             },
         },
     }

@@ -268,7 +268,6 @@ def test_real_hookshot_config_loads_unchanged(tmp_path: Path) -> None:
     assert config.warnings == [
         "webhook.port: converted into a listener serving webhooks; move it to listeners",
         "metrics.port: converted into a listener serving metrics; move it to listeners",
-        "gitlab: not supported by hookshot_py yet; section ignored",
     ]
 
 
@@ -544,7 +543,7 @@ BAD_CONFIGS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (_set("permissions", [{"actor": "example.com"}]), "permissions[0].services: required key is missing"),
     (_set("provisioning", {}), "provisioning.secret: required key is missing"),
     (_set("provisioning", {"secret": " "}), 'provisioning.secret: expected a non-empty string, got " "'),
-    (_set("gitlab", {"instances": {}}), "gitlab.webhook: required key is missing"),
+    (_set("gitlab", {"instances": {}}), "gitlab.instances: configure at least one GitLab instance"),
     (_set("github", {"auth": {"id": 1}}), "github.auth.privateKeyFile: required key is missing"),
     # bad enums
     (
@@ -619,11 +618,11 @@ BAD_CONFIGS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     # services
     (
         _set("generic.enabled", False),
-        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds",
+        "config: no service is enabled; configure at least one of generic, github, gitlab, gitflic, barkeep, feeds",
     ),
     (
         _set("generic", None),
-        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds",
+        "config: no service is enabled; configure at least one of generic, github, gitlab, gitflic, barkeep, feeds",
     ),
     (_set("gitflic", {"instances": {}}), "gitflic.instances: configure at least one GitFlic instance"),
     (
@@ -654,12 +653,11 @@ def test_bad_config_gives_one_precise_line(change: Callable[[dict[str, Any]], No
 def test_only_unsupported_services_are_named_in_the_error() -> None:
     data = minimal()
     del data["generic"]
-    data["gitlab"] = {"webhook": {"secret": "s"}}
     data["jira"] = {"webhook": {"secret": "s"}}
     data["feeds"] = {"enabled": False}
     assert error_of(data) == (
-        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds "
-        "(gitlab, jira are not supported yet)"
+        "config: no service is enabled; configure at least one of generic, github, gitlab, gitflic, barkeep, feeds "
+        "(jira is not supported yet)"
     )
 
 

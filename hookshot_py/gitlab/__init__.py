@@ -1,0 +1,1 @@
+"""GitLab projects: hookshot's GitLabRepo connections, on the shared forge layer."""
