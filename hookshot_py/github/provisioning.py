@@ -19,39 +19,12 @@ from hookshot_py.github.accounts import GitHubAccounts, api_error
 from hookshot_py.github.client import GitHubClient, GitHubError
 from hookshot_py.github.models import Installation, Page, Repo
 from hookshot_py.github.oauth import GitHubOAuthFlow
+from hookshot_py.provisioning.params import DEFAULT_PER_PAGE, MAX_PER_PAGE, paging
+from hookshot_py.provisioning.params import user_id as _user_id
 
 __all__ = ["DEFAULT_PER_PAGE", "GitHubProvisioning", "MAX_PER_PAGE", "paging"]
 
-DEFAULT_PER_PAGE = 10
-MAX_PER_PAGE = 100
-_USER_ID = re.compile(r"^@[^:\s]+:[^\s]+$")
 _ORG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
-
-
-def _user_id(request: web.Request) -> str:
-    user_id = request.query.get("userId", "")
-    if not _USER_ID.match(user_id):
-        raise ApiError(ErrCode.BAD_VALUE, "Invalid userId: pass ?userId=@user:server.")
-    return user_id
-
-
-def _int_param(request: web.Request, name: str, default: int, maximum: int | None = None) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(ErrCode.BAD_VALUE, f"`{name}` must be a whole number, not {raw!r}.") from None
-    if value < 1 or (maximum is not None and value > maximum):
-        limit = f"between 1 and {maximum}" if maximum is not None else "at least 1"
-        raise ApiError(ErrCode.BAD_VALUE, f"`{name}` must be {limit}.")
-    return value
-
-
-def paging(request: web.Request) -> tuple[int, int]:
-    """(`page`, `perPage`) from the query, as seed 000 defines them."""
-    return _int_param(request, "page", 1), _int_param(request, "perPage", DEFAULT_PER_PAGE, MAX_PER_PAGE)
 
 
 def repo_json(repo: Repo) -> dict[str, Any]:

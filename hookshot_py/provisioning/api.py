@@ -17,13 +17,13 @@ from aiohttp import web
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.integration import Integration
 from hookshot_py.listeners.http import parse_json, read_body
+from hookshot_py.provisioning import params
 from hookshot_py.provisioning.openapi import openapi_document
 from hookshot_py.services import Services
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-_USER_ID = re.compile(r"^@[^:\s]+:[^\s]+$")
 # Room version 12 ids have no `:server` part; older ones do. Both are accepted.
 _ROOM_ID = re.compile(r"^![^\s/]+$")
 _PUBLIC = {"/v1/health", "/v1/openapi.json"}
@@ -69,10 +69,7 @@ class ProvisioningApi:
 
     @staticmethod
     def _user_id(request: web.Request) -> str:
-        user_id = request.query.get("userId", "")
-        if not _USER_ID.match(user_id):
-            raise ApiError(ErrCode.BAD_VALUE, "Invalid userId: pass ?userId=@user:server.")
-        return user_id
+        return params.user_id(request)
 
     @staticmethod
     def _room_id(request: web.Request) -> str:
