@@ -301,9 +301,29 @@ def test_hookshot_only_sections_are_validated_and_ignored_with_warnings() -> Non
     suffix = "not supported by hookshot_py yet; section ignored"
     ignored = [w.split(":")[0] for w in config.warnings if w.endswith(suffix)]
     assert ignored == [
-        "jira", "figma", "openProject", "challengeHound", "widgets", "cache", "queue",
+        "figma", "openProject", "challengeHound", "widgets", "cache", "queue",
         "encryption", "sentry", "serviceBots", "messaging",
     ]  # fmt: skip
+    assert config.jira is not None and config.jira.cloud and config.jira.oauth_url == "https://auth.atlassian.com"
+
+
+def test_jira_on_premise_oauth_is_accepted_and_ignored_with_a_warning() -> None:
+    config = parse(
+        with_(
+            lambda d: d.update(
+                jira={
+                    "webhook": {"secret": "s"},
+                    "url": "https://jira.corp/ctx/",
+                    "oauth": {"consumerKey": "k", "privateKey": "./p.pem", "redirect_uri": "https://x/jira/oauth"},
+                }
+            )
+        )
+    )
+    assert config.jira is not None and not config.jira.cloud and config.jira.url == "https://jira.corp/ctx"
+    assert [w for w in config.warnings if w.startswith("jira.oauth:")] == [
+        "jira.oauth: OAuth 1.0a for an on-premise JIRA is not supported by hookshot_py; users log in with a "
+        "personal access token (`jira personaltoken <token>`); section ignored"
+    ]
 
 
 def test_go_neb_migrator_is_ignored_with_a_warning_but_experimental_encryption_is_an_error() -> None:
@@ -610,11 +630,11 @@ BAD_CONFIGS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     # services
     (
         _set("generic.enabled", False),
-        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds",
+        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, jira, feeds",
     ),
     (
         _set("generic", None),
-        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds",
+        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, jira, feeds",
     ),
     (_set("gitflic", {"instances": {}}), "gitflic.instances: configure at least one GitFlic instance"),
     (
@@ -646,11 +666,10 @@ def test_only_unsupported_services_are_named_in_the_error() -> None:
     data = minimal()
     del data["generic"]
     data["gitlab"] = {"webhook": {"secret": "s"}}
-    data["jira"] = {"webhook": {"secret": "s"}}
     data["feeds"] = {"enabled": False}
     assert error_of(data) == (
-        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, feeds "
-        "(gitlab, jira are not supported yet)"
+        "config: no service is enabled; configure at least one of generic, github, gitflic, barkeep, jira, feeds "
+        "(gitlab is not supported yet)"
     )
 
 
