@@ -18,6 +18,9 @@ async def test_document_is_served_and_describes_every_route(bridge):
         "/v1/connectiontypes",
         "/v1/{roomId}/connections",
         "/v1/{roomId}/connections/{id}",
+        "/v1/jira/oauth",
+        "/v1/jira/account",
+        "/v1/jira/instances/{instanceName}/projects",
     }
 
 
