@@ -17,7 +17,6 @@ with a look-up, and each room filters by its own `events`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -259,6 +258,3 @@ class JiraProjectType(ConnectionType[ProjectConfig]):
 
     def wants(self, conn: Connection, event: str) -> bool:
         return event in self.config_of(conn).events
-
-    def events_of(self, conn: Connection) -> Iterable[str]:
-        return sorted(self.config_of(conn).events)

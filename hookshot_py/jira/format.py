@@ -248,7 +248,8 @@ def _issue_updated(payload: Payload) -> Notice | None:
         if len(shown) > 1:
             text.raw("\n - " if i == 0 else "\n  - ")
         field_name = change.raw.get("field")
-        text.raw("**").text(field_name if isinstance(field_name, str) and field_name else "a field").raw("**")
+        name = _cut(field_name, 128) if isinstance(field_name, str) and field_name else "a field"
+        text.raw("**").text(name).raw("**")
         text.raw(" changed from '").text(_value(change, "fromString")).raw("' to '")
         text.text(_value(change, "toString")).raw("'")
     if len(items) > len(shown):

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from fakes.jira import deliver, issue_event
 from hookshot_py.jira.client import adf_paragraphs
 from hookshot_py.jira.models import EVENT_TYPE
 from support.fixtures import BOT, room_with_bot
 from support.helpers import is_notice_with, wait_state
 
-from .conftest import JiraBridge
+from .conftest import WEBHOOK_SECRET, JiraBridge
 
 
 async def test_room_and_prefix_commands_on_jira_cloud(jira_bridge: JiraBridge, make_user: Any) -> None:
@@ -121,3 +122,11 @@ async def test_on_premise_personal_access_tokens_and_commands(start_jira_bridge:
     assert assign.body == {"name": "bob"}
     await say(room, "!hookshot jira project https://jira.elsewhere.example/projects/OPS",
               "must be a project of the JIRA at")
+
+    # The instance's admin webhook, with the secret in its URL as hookshot documents for on-premise.
+    issue = world.ops.issues["OPS-1"]
+    payload = issue_event("issue_created", world.state.on_prem, world.ops, issue, world.alice)
+    status, body = await deliver(bridge.webhook_url, payload, query_secret=WEBHOOK_SECRET)
+    assert (status, body["posted"]) == (200, 1)
+    link = f"{world.base_url}/browse/OPS-1"
+    await alice.wait_for_message(room, is_notice_with(f'created a new JIRA issue [OPS-1]({link}): "Disk full"'))
