@@ -126,6 +126,13 @@ class JiraProjectType(ConnectionType[ProjectConfig]):
         project_id = state.get("id")
         if project_id is not None and not isinstance(project_id, str):
             issues.append(ValidationIssue("/id", "Expected 'id' to be a string"))
+        elif is_new:
+            # The id routes version events, so it comes from JIRA's answer (`prepare`), never from
+            # the caller: another id would bring another project's versions into the room.
+            known = existing.state.get("id") if existing is not None else None
+            if known is not None and project_id not in (None, known):
+                issues.append(ValidationIssue("/id", "is the project's id on JIRA and cannot be changed"))
+            project_id = known
         events, event_issues = _events(state.get("events"), is_new=is_new)
         issues += event_issues
         normalized: dict[str, Any] = {"url": url, "events": events}
@@ -135,11 +142,11 @@ class JiraProjectType(ConnectionType[ProjectConfig]):
             if (problem := prefix_problem(state["commandPrefix"])) is not None:
                 issues.append(ValidationIssue("/commandPrefix", problem))
             normalized["commandPrefix"] = state["commandPrefix"]
-        if "priority" in state:
-            priority = state["priority"]
-            if not isinstance(priority, int | float) or isinstance(priority, bool):
-                issues.append(ValidationIssue("/priority", "must be a number"))
+        priority = state.get("priority")
+        if isinstance(priority, int | float) and not isinstance(priority, bool):
             normalized["priority"] = priority
+        elif priority is not None and is_new:
+            issues.append(ValidationIssue("/priority", "must be a number"))
         return normalized, issues
 
     def state_key(self, state: dict[str, Any]) -> str:
