@@ -27,7 +27,7 @@ from hookshot_py.db.database import Database
 from hookshot_py.jira.accounts import JiraAccounts
 from hookshot_py.jira.auth import AtlassianAuth
 from hookshot_py.tokens import SecretBox, TokenStore
-from support.bridge import PROVISIONING_SECRET, BridgeHarness, create_database
+from support.bridge import PROVISIONING_SECRET, BridgeHarness
 from support.helpers import http
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -79,16 +79,6 @@ async def server(world: World, aiohttp_server: Any) -> TestServer:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
-
-
-@pytest_asyncio.fixture
-async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
-    database = Database(await create_database(pg_admin_dsn))
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.stop()
 
 
 def cloud_config(base_url: str, redirect: str = "https://bridge.example/jira/oauth") -> JiraConfig:
