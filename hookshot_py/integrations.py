@@ -11,6 +11,7 @@ from hookshot_py.gitflic.integration import create as gitflic
 from hookshot_py.github.integration import create as github
 from hookshot_py.gitlab.integration import create as gitlab
 from hookshot_py.integration import Integration
+from hookshot_py.jira.integration import create as jira
 from hookshot_py.services import Services
 
 Factory = Callable[[Services], Integration | None]
@@ -21,6 +22,7 @@ FACTORIES: list[Factory] = [
     gitlab,
     gitflic,
     barkeep,
+    jira,
     feeds,
     generic,
 ]

@@ -27,12 +27,13 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
-__all__ = ["html_to_text", "render_markdown", "sanitize_html"]
+__all__ = ["escape_markdown", "html_to_text", "render_markdown", "sanitize_html"]
 
 # https://spec.matrix.org/v1.11/client-server-api/#mroommessage-msgtypes (m.text, HTML subset)
 LINK_SCHEMES = frozenset({"http", "https", "mailto", "matrix"})
 IMAGE_PREFIX = "mxc://"
 _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.\-]*):")
+_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 def link_allowed(url: str) -> bool:
@@ -82,6 +83,13 @@ def render_markdown(text: str, *, inline: bool = False) -> str:
     if inline:
         return _md.renderInline(text)
     return _md.render(text).strip()
+
+
+def escape_markdown(text: str) -> str:
+    """`text` as literal markdown: every ASCII punctuation character backslash-escaped (CommonMark
+    allows it for all of them), so no title or name someone else wrote can become markup, a
+    link, a list or a heading, wherever it is put."""
+    return _ASCII_PUNCTUATION.sub(r"\\\1", text)
 
 
 # --- sanitising -------------------------------------------------------------------------------

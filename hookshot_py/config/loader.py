@@ -25,7 +25,6 @@ from hookshot_py.config.sections import (
 
 # hookshot sections that are validated but not acted upon yet: YAML key -> Config attribute.
 UNSUPPORTED_SECTIONS = {
-    "jira": "jira",
     "figma": "figma",
     "openProject": "open_project",
     "challengeHound": "challenge_hound",
@@ -265,6 +264,11 @@ def _check_services(config: Config, listeners: list[_Listener], source: str, pro
         config.warnings.append(
             "encryption.storagePath: ignored; hookshot_py keeps the crypto state in its Postgres database"
         )
+    if config.jira is not None and config.jira.url is not None and config.jira.oauth is not None:
+        config.warnings.append(
+            "jira.oauth: OAuth 1.0a for an on-premise JIRA is not supported by hookshot_py; "
+            "users log in with a personal access token (`jira personaltoken <token>`); section ignored"
+        )
     generic = config.generic
     if generic is not None and generic.outbound:
         config.warnings.append("generic.outbound: outbound webhooks are not supported by hookshot_py yet; ignored")
@@ -277,13 +281,14 @@ def _check_services(config: Config, listeners: list[_Listener], source: str, pro
             ("gitlab", config.gitlab is not None),
             ("gitflic", config.gitflic is not None),
             ("barkeep", config.barkeep is not None),
+            ("jira", config.jira is not None),
             ("feeds", config.feeds is not None and config.feeds.enabled),
         )
         if on
     ]
     if not enabled:
         note = f" ({', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not supported yet)" if ignored else ""
-        services = "generic, github, gitlab, gitflic, barkeep, feeds"
+        services = "generic, github, gitlab, gitflic, barkeep, jira, feeds"
         problems.add(source, f"no service is enabled; configure at least one of {services}{note}")
 
     _check_static_connections(config, problems)

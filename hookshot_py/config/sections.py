@@ -24,6 +24,8 @@ GITHUB_API_URL = "https://api.github.com"
 GITHUB_URL = "https://github.com"
 GITFLIC_URL = "https://gitflic.ru"
 GITFLIC_API_URL = "https://api.gitflic.ru"
+ATLASSIAN_AUTH_URL = "https://auth.atlassian.com"
+ATLASSIAN_API_URL = "https://api.atlassian.com"
 
 
 # -- the bridge itself -----------------------------------------------------------------------------
@@ -287,6 +289,57 @@ class OutboundUrlsConfig:
 
 
 @section
+class JiraWebhook:
+    secret: str = key(parse=values.non_empty, secret=True)
+    """The secret of JIRA's admin webhooks: the HMAC key of `X-Hub-Signature`, or `?secret=`."""
+
+
+@section
+class JiraOAuth:
+    """Cloud JIRA uses ``client_id``/``client_secret``; on-premise JIRA ``consumerKey``/``privateKey``."""
+
+    redirect_uri: str = key("redirect_uri", parse=values.http_url)
+    client_id: str | None = key("client_id", default=None)
+    client_secret: str | None = key("client_secret", default=None, secret=True)
+    consumer_key: str | None = None
+    private_key: str | None = key(default=None, secret=True)
+
+
+@section
+class JiraConfig:
+    """hookshot's keys (``webhook``, ``url``, ``oauth``) plus ours: where Atlassian's OAuth
+    server and API gateway are (JIRA Cloud only; changed for tests or an egress proxy)."""
+
+    webhook: JiraWebhook
+    url: str | None = key(default=None, parse=values.http_url)
+    oauth: JiraOAuth | None = None
+    oauth_url: str = key(default=ATLASSIAN_AUTH_URL, parse=values.http_url)
+    api_url: str = key(default=ATLASSIAN_API_URL, parse=values.http_url)
+
+    @property
+    def cloud(self) -> bool:
+        """JIRA Cloud (OAuth 2.0 through Atlassian), or an on-premise JIRA at `url`."""
+        return self.url is None
+
+    def post_load(self, path: str) -> None:
+        self.oauth_url = self.oauth_url.rstrip("/")
+        self.api_url = self.api_url.rstrip("/")
+        if self.url is not None:
+            self.url = self.url.rstrip("/")
+        if self.oauth is None:
+            return
+        if self.url is not None:
+            needed = {"consumerKey": self.oauth.consumer_key, "privateKey": self.oauth.private_key}
+            why = "for an on-premise JIRA (jira.url is set)"
+        else:
+            needed = {"client_id": self.oauth.client_id, "client_secret": self.oauth.client_secret}
+            why = "for JIRA Cloud (jira.url is not set)"
+        for name, value in needed.items():
+            if not value:
+                raise ConfigError(join(join(path, "oauth"), name), f"required {why}")
+
+
+@section
 class GitLabInstance:
     url: str = key(parse=values.http_url)
     """The instance's web address, e.g. https://gitlab.com (its API is ``{url}/api/v4``)."""
@@ -326,42 +379,6 @@ class GitLabConfig:
 
 
 # -- hookshot sections hookshot_py does not implement yet (validated, then ignored) ---------------------
-
-
-@section
-class JiraWebhook:
-    secret: str = key(parse=values.non_empty, secret=True)
-
-
-@section
-class JiraOAuth:
-    """Cloud JIRA uses ``client_id``/``client_secret``; on-premise JIRA ``consumerKey``/``privateKey``."""
-
-    redirect_uri: str = key("redirect_uri", parse=values.http_url)
-    client_id: str | None = key("client_id", default=None)
-    client_secret: str | None = key("client_secret", default=None, secret=True)
-    consumer_key: str | None = None
-    private_key: str | None = key(default=None, secret=True)
-
-
-@section
-class JiraConfig:
-    webhook: JiraWebhook
-    url: str | None = key(default=None, parse=values.http_url)
-    oauth: JiraOAuth | None = None
-
-    def post_load(self, path: str) -> None:
-        if self.oauth is None:
-            return
-        if self.url is not None:
-            needed = {"consumerKey": self.oauth.consumer_key, "privateKey": self.oauth.private_key}
-            why = "for an on-premise JIRA (jira.url is set)"
-        else:
-            needed = {"client_id": self.oauth.client_id, "client_secret": self.oauth.client_secret}
-            why = "for JIRA Cloud (jira.url is not set)"
-        for name, value in needed.items():
-            if not value:
-                raise ConfigError(join(join(path, "oauth"), name), f"required {why}")
 
 
 @section

@@ -13,9 +13,7 @@ The token is checked against `GET /user`, stored encrypted, and the user is told
 from __future__ import annotations
 
 import logging
-import secrets
-from dataclasses import dataclass
-from html import escape
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -27,6 +25,7 @@ from hookshot_py.db.database import Database
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.forges.http import ForgeHttp, ForgeHttpError
 from hookshot_py.forges.models import ModelError, convert
+from hookshot_py.forges.oauth import DEFAULT_TTL_MINUTES, OAuthStates, callback_page
 from hookshot_py.github.accounts import GitHubAccounts
 from hookshot_py.github.client import DEFAULT_TIMEOUT_S, NO_RESPONSE, GitHubError
 from hookshot_py.github.models import OAuthToken
@@ -46,9 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SERVICE = "github"
-STATE_TTL_MINUTES = 30
-
-#
+STATE_TTL_MINUTES = DEFAULT_TTL_MINUTES
 
 
 def authorize_url(oauth_url: str, client_id: str, redirect_uri: str, state: str) -> str:
@@ -120,14 +117,6 @@ async def exchange_code(
 # --- the flow -------------------------------------------------------------------------------------
 
 
-def _page(title: str, text: str, status: int = 200) -> web.Response:
-    html = (
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-        f"<title>{escape(title)}</title></head><body><h1>{escape(title)}</h1><p>{escape(text)}</p></body></html>"
-    )
-    return web.Response(text=html, content_type="text/html", status=status)
-
-
 @dataclass
 class GitHubOAuthFlow:
     config: GitHubConfig
@@ -136,6 +125,10 @@ class GitHubOAuthFlow:
     dms: DirectMessages
     outbox: Outbox
     http: aiohttp.ClientSession
+    states: OAuthStates = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.states = OAuthStates(self.db, SERVICE, STATE_TTL_MINUTES)
 
     @property
     def enabled(self) -> bool:
@@ -150,15 +143,7 @@ class GitHubOAuthFlow:
                 "GitHub OAuth is not configured on this bridge (`github.oauth`); "
                 "log in with `github setpersonaltoken <token>` instead.",
             )
-        state = secrets.token_urlsafe(24)
-        await self.db.execute(
-            "DELETE FROM oauth_states WHERE service = $1 "
-            f"AND created_at < now() - interval '{STATE_TTL_MINUTES} minutes'",
-            SERVICE,
-        )
-        await self.db.execute(
-            "INSERT INTO oauth_states (state, service, user_id) VALUES ($1, $2, $3)", state, SERVICE, user_id
-        )
+        state = await self.states.issue(user_id)
         return authorize_url(self.config.oauth_url, oauth.client_id, oauth.redirect_uri, state)
 
     def org_url(self) -> str:
@@ -181,32 +166,29 @@ class GitHubOAuthFlow:
             log.exception("Could not tell %s about their GitHub login", user_id)
 
     async def _consume(self, state: str) -> str | None:
-        user_id = await self.db.fetchval(
-            f"DELETE FROM oauth_states WHERE state = $1 AND service = $2 "
-            f"AND created_at > now() - interval '{STATE_TTL_MINUTES} minutes' RETURNING user_id",
-            state, SERVICE,
-        )
-        return user_id if isinstance(user_id, str) else None
+        return await self.states.consume(state)
 
     async def callback(self, request: web.Request) -> web.Response:
         q = request.query
         code, state, error = q.get("code"), q.get("state"), q.get("error")
         oauth = self.config.oauth
         if oauth is None:
-            return _page("GitHub login is not enabled", "This bridge has no GitHub OAuth app configured.", 404)
+            return callback_page("GitHub login is not enabled", "This bridge has no GitHub OAuth app configured.", 404)
         if error:
             user_id = await self._consume(state) if state else None
             reason = q.get("error_description") or error
             if user_id is not None:
                 await self._tell(user_id, f"Your GitHub login did not complete: {reason}")
-            return _page("GitHub login cancelled", f"GitHub said: {reason}", 400)
+            return callback_page("GitHub login cancelled", f"GitHub said: {reason}", 400)
         if not code and q.get("installation_id"):
-            return _page("GitHub App installed", "The bridge's GitHub App is installed. You may close this window.")
+            return callback_page(
+                "GitHub App installed", "The bridge's GitHub App is installed. You may close this window."
+            )
         if not code or not state:
-            return _page("Invalid GitHub login", "The request lacks the `code` or `state` parameter.", 400)
+            return callback_page("Invalid GitHub login", "The request lacks the `code` or `state` parameter.", 400)
         user_id = await self._consume(state)
         if user_id is None:
-            return _page(
+            return callback_page(
                 "Invalid GitHub login",
                 "This login link is unknown, already used or expired. Send `github login` to the bot again.",
                 400,
@@ -220,8 +202,8 @@ class GitHubOAuthFlow:
             log.warning("GitHub login of %s failed: %s", user_id, exc)
             await self._tell(user_id, f"Your GitHub login failed: {exc.message}. Send `github login` to try again.")
             status = 400 if 400 <= exc.status < 500 else 502
-            return _page("GitHub login failed", exc.message, status)
+            return callback_page("GitHub login failed", exc.message, status)
         await self.accounts.put(user_id, stored)
         log.info("%s logged in to GitHub as %s", user_id, stored.login)
         await self._tell(user_id, f"You are now logged in to GitHub as **{stored.login}**.")
-        return _page("Logged in to GitHub", f"You are logged in as {stored.login}. You may close this window.")
+        return callback_page("Logged in to GitHub", f"You are logged in as {stored.login}. You may close this window.")

@@ -17,8 +17,8 @@ from aiohttp import web
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.integration import Integration
 from hookshot_py.listeners.http import parse_json, read_body
+from hookshot_py.provisioning import params
 from hookshot_py.provisioning.openapi import openapi_document
-from hookshot_py.provisioning.params import user_id as user_id_param
 from hookshot_py.services import Services
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class ProvisioningApi:
 
     @staticmethod
     def _user_id(request: web.Request) -> str:
-        return user_id_param(request)
+        return params.user_id(request)
 
     @staticmethod
     def _room_id(request: web.Request) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hookshot_py.provisioning.params import MAX_PER_PAGE, USER_ID_PATTERN
+
 _ERROR = {
     "type": "object",
     "required": ["errcode", "error"],
@@ -70,7 +72,7 @@ def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 _USER = {"name": "userId", "in": "query", "required": True,
-         "schema": {"type": "string", "pattern": "^@[^:\\s\\x00-\\x1f\\x7f]+:[^\\s\\x00-\\x1f\\x7f]+$"},
+         "schema": {"type": "string", "pattern": USER_ID_PATTERN},
          "description": "The Matrix user the request is made for, e.g. @alice:example.org"}
 _ROOM = {"name": "roomId", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": "^![^\\s/]+$", "maxLength": 255}}
@@ -124,6 +126,81 @@ _GITLAB_PROJECTS = {
     },
 }
 
+# A service route: 404 HS_DISABLED_FEATURE while the service is off, 502 when the forge fails.
+_SERVICE_ERRORS = (400, 401, 403, 404, 502)
+
+_JIRA_INSTANCE = {
+    "type": "object",
+    "required": ["name", "url", "id"],
+    "properties": {"name": {"type": "string"}, "url": {"type": "string"}, "id": {"type": "string"}},
+}
+_JIRA_PROJECT = {
+    "type": "object",
+    "required": ["key", "name", "id", "url"],
+    "properties": {
+        "key": {"type": "string"},
+        "name": {"type": "string"},
+        "id": {"type": "string"},
+        "url": {"type": "string", "description": "Create a JiraProject connection with this `url`."},
+    },
+}
+
+
+def _page_param(name: str, description: str, maximum: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "minimum": 1}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _jira_paths() -> dict[str, Any]:
+    """Seed 000's JIRA routes (served by hookshot_py/jira/provisioning.py)."""
+    return {
+        "/v1/jira/oauth": {
+            "get": {
+                "summary": "A JIRA Cloud login link for the user",
+                "parameters": [_USER],
+                "responses": {
+                    **_ok({"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}}),
+                    **_err(*_SERVICE_ERRORS),
+                },
+            }
+        },
+        "/v1/jira/account": {
+            "get": {
+                "summary": "Whether the user is logged in to JIRA, and the sites (instances) they can reach",
+                "parameters": [_USER],
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "required": ["loggedIn"],
+                            "properties": {
+                                "loggedIn": {"type": "boolean"},
+                                "instances": {"type": "array", "items": _JIRA_INSTANCE},
+                            },
+                        }
+                    ),
+                    **_err(*_SERVICE_ERRORS),
+                },
+            }
+        },
+        "/v1/jira/instances/{instanceName}/projects": {
+            "get": {
+                "summary": "The projects the user can see on a JIRA site (all of them, or one page)",
+                "parameters": [
+                    {"name": "instanceName", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _USER,
+                    _page_param("page", "The page (from 1); with `perPage`, one page is listed"),
+                    _page_param("perPage", "Projects per page (default 10)", MAX_PER_PAGE),
+                    {"name": "search", "in": "query", "required": False,
+                     "schema": {"type": "string", "maxLength": 200}, "description": "Filter by name or key"},
+                ],
+                "responses": {**_ok({"type": "array", "items": _JIRA_PROJECT}), **_err(*_SERVICE_ERRORS)},
+            }
+        },
+    }
+
 
 def openapi_document() -> dict[str, Any]:
     return {
@@ -139,6 +216,7 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {"Error": _ERROR, "Connection": _CONNECTION, "ConnectionType": _CONNECTION_TYPE},
         },
         "paths": {
+            **_jira_paths(),
             "/v1/health": {
                 "get": {
                     "summary": "Status of the provisioning API",

@@ -300,9 +300,29 @@ def test_hookshot_only_sections_are_validated_and_ignored_with_warnings() -> Non
     suffix = "not supported by hookshot_py yet; section ignored"
     ignored = [w.split(":")[0] for w in config.warnings if w.endswith(suffix)]
     assert ignored == [
-        "jira", "figma", "openProject", "challengeHound", "widgets", "cache", "queue",
+        "figma", "openProject", "challengeHound", "widgets", "cache", "queue",
         "sentry", "serviceBots", "messaging",
     ]  # fmt: skip
+    assert config.jira is not None and config.jira.cloud and config.jira.oauth_url == "https://auth.atlassian.com"
+
+
+def test_jira_on_premise_oauth_is_accepted_and_ignored_with_a_warning() -> None:
+    config = parse(
+        with_(
+            lambda d: d.update(
+                jira={
+                    "webhook": {"secret": "s"},
+                    "url": "https://jira.corp/ctx/",
+                    "oauth": {"consumerKey": "k", "privateKey": "./p.pem", "redirect_uri": "https://x/jira/oauth"},
+                }
+            )
+        )
+    )
+    assert config.jira is not None and not config.jira.cloud and config.jira.url == "https://jira.corp/ctx"
+    assert [w for w in config.warnings if w.startswith("jira.oauth:")] == [
+        "jira.oauth: OAuth 1.0a for an on-premise JIRA is not supported by hookshot_py; users log in with a "
+        "personal access token (`jira personaltoken <token>`); section ignored"
+    ]
 
 
 def test_hookshots_encryption_section_enables_encryption_and_its_storage_path_is_ignored() -> None:
@@ -618,11 +638,11 @@ BAD_CONFIGS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     # services
     (
         _set("generic.enabled", False),
-        "config: no service is enabled; configure at least one of generic, github, gitlab, gitflic, barkeep, feeds",
+        "config: no service is enabled; configure at least one of generic, github, gitlab, gitflic, barkeep, jira, feeds",
     ),
     (
         _set("generic", None),
-        "config: no service is enabled; configure at least one of generic, github, gitlab, gitflic, barkeep, feeds",
+        "config: no service is enabled; configure at least one of generic, github, gitlab, gitflic, barkeep, jira, feeds",
     ),
     (_set("gitflic", {"instances": {}}), "gitflic.instances: configure at least one GitFlic instance"),
     (
@@ -653,11 +673,11 @@ def test_bad_config_gives_one_precise_line(change: Callable[[dict[str, Any]], No
 def test_only_unsupported_services_are_named_in_the_error() -> None:
     data = minimal()
     del data["generic"]
-    data["jira"] = {"webhook": {"secret": "s"}}
+    data["figma"] = {"publicUrl": "https://figma.example.org", "instances": {}}
     data["feeds"] = {"enabled": False}
     assert error_of(data) == (
-        "config: no service is enabled; configure at least one of generic, github, gitlab, gitflic, barkeep, feeds "
-        "(jira is not supported yet)"
+        "config: no service is enabled; configure at least one of generic, github, gitlab, gitflic, barkeep, jira, feeds "
+        "(figma is not supported yet)"
     )
 
 

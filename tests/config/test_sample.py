@@ -111,7 +111,10 @@ def test_sample_with_every_optional_section_enabled_loads() -> None:
     assert config.github is not None and config.gitflic is not None and config.barkeep is not None
     assert config.gitlab is not None and config.messaging is not None
     ignored = {w.split(":")[0] for w in config.warnings}
-    assert {"jira", "widgets", "messaging"} <= ignored and "gitlab" not in ignored
+    assert {"widgets", "messaging"} <= ignored and "gitlab" not in ignored
+    assert config.jira is not None and config.jira.oauth is not None
+    # The sample shows cloud and on-premise keys together; on-premise OAuth 1.0a is ignored.
+    assert "jira.oauth" in ignored
     assert "feeds" not in ignored and config.feeds is not None and config.feeds.enabled
     assert config.connections is not None and config.connections[0].state == {"name": "My static hook"}
 

@@ -123,6 +123,9 @@ async def test_errors_are_precise(bridge, make_user):
     assert status == 404 and body["errcode"] == "HS_NOTFOUND"
     status, body = await call("GET", f"/github/oauth{q}")
     assert status == 404 and body["errcode"] == "HS_DISABLED_FEATURE"
+    for path in ("/jira/oauth", "/jira/account", "/jira/instances/acme/projects"):
+        status, body = await call("GET", f"{path}{q}")
+        assert status == 404 and body["errcode"] == "HS_DISABLED_FEATURE", path
     status, body = await call("GET", f"/{room}/connections/0123456789abcdef0123456789abcdef{q}")
     assert status == 404 and body["errcode"] == "HS_NOTFOUND"
 

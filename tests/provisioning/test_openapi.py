@@ -20,6 +20,9 @@ async def test_document_is_served_and_describes_every_route(bridge):
         "/v1/{roomId}/connections/{id}",
         "/v1/gitlab/instances",
         "/v1/gitlab/instances/{name}/projects",
+        "/v1/jira/oauth",
+        "/v1/jira/account",
+        "/v1/jira/instances/{instanceName}/projects",
     }
 
 
