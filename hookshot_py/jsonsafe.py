@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Deeper than any real payload (GitHub's nest about 8 levels), shallow enough for recursive code.
 MAX_DEPTH = 64
@@ -20,7 +21,21 @@ REPLACEMENT = "\ufffd"
 
 
 class JsonError(ValueError):
-    """Not JSON we accept; the message says why (shown to the caller)."""
+    """Not JSON we accept; the message says why (shown to the caller).
+
+    `kind` is what went wrong (`"utf8"`, `"syntax"`, `"constant"`, `"number"` or `"depth"`),
+    `detail` the reason without this module's wording, and for `"syntax"` the position
+    (`line`, `column`), so that a route with its own wording (generic webhooks, forge
+    deliveries) words the same checks its way."""
+
+    def __init__(
+        self, message: str, *, kind: str, detail: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.detail = detail
+        self.line = line
+        self.column = column
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
@@ -40,18 +55,35 @@ def depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+class _NotJson(ValueError):
+    """NaN, Infinity and -Infinity: Python's extension, not JSON (and Postgres refuses them)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
 def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse JSON text, refusing invalid UTF-8, invalid JSON and nesting deeper than `max_depth`."""
+    """Parse JSON text, refusing invalid UTF-8, invalid JSON (NaN and Infinity included) and
+    nesting deeper than `max_depth`. Raises `JsonError`."""
+    too_deep = f"the JSON nests deeper than {max_depth} levels"
     try:
-        value = json.loads(raw)
-    except RecursionError as e:
-        raise JsonError(f"the JSON nests deeper than {max_depth} levels") from e
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise JsonError(too_deep, kind="depth", detail=too_deep) from None
     except UnicodeDecodeError as e:
-        raise JsonError(f"the body is not valid UTF-8: {e.reason} at byte {e.start}") from e
-    except ValueError as e:
-        raise JsonError(f"the body is not valid JSON: {e}") from e
+        detail = f"{e.reason} at byte {e.start}"
+        raise JsonError(f"the body is not valid UTF-8: {detail}", kind="utf8", detail=detail) from None
+    except json.JSONDecodeError as e:
+        raise JsonError(
+            f"the body is not valid JSON: {e}", kind="syntax", detail=e.msg, line=e.lineno, column=e.colno
+        ) from None
+    except _NotJson as e:
+        raise JsonError(f"the body is not valid JSON: {e}", kind="constant", detail=str(e)) from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
+        raise JsonError(f"the body is not valid JSON: {e}", kind="number", detail=str(e)) from None
     if depth_exceeds(value, max_depth):
-        raise JsonError(f"the JSON nests deeper than {max_depth} levels")
+        raise JsonError(too_deep, kind="depth", detail=too_deep)
     return value
 
 
@@ -76,12 +108,24 @@ def find_unstorable(value: Any, path: str = "") -> str | None:
 
 def storable(value: Any) -> Any:
     """`value` with every NUL and lone surrogate in strings and keys replaced by U+FFFD."""
+    return _replace(value, _UNSTORABLE)
+
+
+def without_surrogates(value: Any) -> Any:
+    """`value` with every lone surrogate (from `\\ud800`-style escapes) in strings and keys
+    replaced by U+FFFD: they cannot be encoded as UTF-8, so cannot be sent anywhere."""
+    return _replace(value, _SURROGATE)
+
+
+def _replace(value: Any, pattern: re.Pattern[str]) -> Any:
+    """`value` with `pattern` replaced by U+FFFD in every string and key, keeping key order.
+    Recursive: for values whose depth was bounded (by `loads`, or by their producer)."""
     if isinstance(value, str):
-        return _UNSTORABLE.sub(REPLACEMENT, value)
+        return pattern.sub(REPLACEMENT, value) if pattern.search(value) else value
     if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
+        return {_replace(k, pattern): _replace(v, pattern) for k, v in value.items()}
     if isinstance(value, list):
-        return [storable(v) for v in value]
+        return [_replace(v, pattern) for v in value]
     return value
 
 

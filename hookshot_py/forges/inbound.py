@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
+from hookshot_py import jsonsafe
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.listeners.http import read_body
 
@@ -167,32 +168,16 @@ def form_payload(raw: bytes) -> bytes:
 
 
 def parse_json_object(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
-    """A delivery's JSON object; 400 (`HS_BAD_VALUE`) for anything else, including nesting
-    deeper than `max_depth` and the non-JSON constants NaN and Infinity."""
+    """A delivery's JSON object (`jsonsafe.loads`); 400 (`HS_BAD_VALUE`) for anything else,
+    including nesting deeper than `max_depth` and the non-JSON constants NaN and Infinity."""
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise ApiError(ErrCode.BAD_VALUE, f"The delivery's body is nested deeper than {max_depth} levels.") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ApiError(ErrCode.BAD_VALUE, f"The delivery's body is not valid JSON: {e}") from None
+        data = jsonsafe.loads(raw, max_depth=max_depth)
+    except jsonsafe.JsonError as e:
+        if e.kind == "depth":
+            message = f"The delivery's body is nested deeper than {max_depth} levels."
+        else:
+            message = f"The delivery's body is not valid JSON: {e.detail}"
+        raise ApiError(ErrCode.BAD_VALUE, message) from None
     if not isinstance(data, dict):
         raise ApiError(ErrCode.BAD_VALUE, "The delivery's body must be a JSON object.")
-    if _too_deep(data, max_depth):
-        raise ApiError(ErrCode.BAD_VALUE, f"The delivery's body is nested deeper than {max_depth} levels.")
     return data
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _too_deep(data: Any, max_depth: int) -> bool:
-    """Whether `data` nests deeper than `max_depth` (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            if depth > max_depth:
-                return True
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return False
