@@ -22,6 +22,7 @@ from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.outbox import Outbox
 from hookshot_py.matrix.profiles import Profiles
 from hookshot_py.metrics import Metrics
+from hookshot_py.net.guard import UrlPolicy
 from hookshot_py.permissions import Permissions
 from hookshot_py.tokens import SecretBox, TokenStore
 
@@ -42,7 +43,10 @@ class Services:
     permissions: Permissions
     dms: DirectMessages
     metrics: Metrics
+    # For configured servers (forge APIs): URLs from strangers go through `url_policy`'s guard.
     http: aiohttp.ClientSession
+    # What URLs the bridge did not configure itself may reach (`outboundUrls`; net/guard.py).
+    url_policy: UrlPolicy
     tokens: TokenStore
     secrets: SecretBox
     # Members of the rooms named as permission actors, kept current from membership events.
@@ -88,6 +92,7 @@ def build_services(
         dms=DirectMessages(db, gateway),
         metrics=metrics,
         http=aiohttp.ClientSession(headers={"User-Agent": f"hookshot_py/{__version__}"}),
+        url_policy=UrlPolicy.create(config.outbound_urls.allowed_hosts, config.outbound_urls.allowed_ip_ranges),
         tokens=TokenStore(db, secrets),
         secrets=secrets,
         room_members=room_members,

@@ -21,12 +21,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.forges.inbound import form_payload, parse_json_object, read_body, string_values, verify_off_loop
 from hookshot_py.github.connection import GithubRepoType
+from hookshot_py.github.diffs import PrDiffs
 from hookshot_py.github.format import PayloadError, candidate_hooks, format_event, pr_diff_url
 from hookshot_py.github.hooks import RepoHooks, project_key
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 #: GitHub caps payloads at 25 MB.
 MAX_BODY_BYTES = 25 * 1024 * 1024
-PR_DIFF_TIMEOUT_S = 5.0
-MAX_PR_DIFF_BYTES = 1024 * 1024
 #: At most this many repository names found in a body are tried (each costs an HMAC).
 MAX_NAMED_REPOS = 4
 
@@ -49,7 +47,7 @@ class GitHubWebhooks:
     repo_type: GithubRepoType
     hooks: RepoHooks
     outbox: Outbox
-    http: aiohttp.ClientSession
+    diffs: PrDiffs
     domain: str  # the homeserver's, for issue-room aliases
     config_secret: str | None  # `github.webhook.secret`
     on_push: PushListener | None = None
@@ -105,7 +103,7 @@ class GitHubWebhooks:
             config = self.repo_type.config_of(conn)
             diff_url = pr_diff_url(event, payload, config)
             if diff_url is not None and diff_url not in diffs:
-                diffs[diff_url] = await self._fetch_diff(diff_url)
+                diffs[diff_url] = await self.diffs.fetch(diff_url, full_name)
             try:
                 message = format_event(
                     event, payload, config=config, domain=self.domain,
@@ -145,16 +143,3 @@ class GitHubWebhooks:
             )
             raise ApiError(ErrCode.BAD_TOKEN, "The delivery's signature (X-Hub-Signature-256) is missing or wrong.")
         return candidates[secret]
-
-    async def _fetch_diff(self, url: str) -> str | None:
-        """The PR diff for `prDiff` rooms; best effort, since GitHub waits 10 s at most."""
-        try:
-            async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=PR_DIFF_TIMEOUT_S)) as resp:
-                if resp.status != 200:
-                    log.info("Fetching %s answered %d; posting without the diff", url, resp.status)
-                    return None
-                data = await resp.content.read(MAX_PR_DIFF_BYTES)
-                return data.decode("utf-8", "replace")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            log.info("Fetching %s failed (%s); posting without the diff", url, exc)
-            return None
