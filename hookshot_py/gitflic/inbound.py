@@ -8,8 +8,9 @@ project's (in constant time): a request carrying none, or none the bridge knows,
 before its body is parsed. The body (5 MiB at most) is then parsed with a depth limit; it names
 its project (`project{owner_alias, alias}`, or only `project_id` for a TEST_WEBHOOK), which must
 be the project whose secret came with it. The event name is the body's `action`; there is no
-event header. A delivery is answered only once its messages are committed outbox rows, so a 200
-means they will reach the rooms.
+event header. Messages are rendered off the event loop (plain text past the CPU pool's deadline).
+A delivery is answered only once its messages are committed outbox rows, so a 200 means they
+will reach the rooms.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from typing import Any
 from aiohttp import web
 
 from hookshot_py.config import GitFlicConfig
+from hookshot_py.cpu_pool import CpuPool
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.forges.inbound import parse_json_object, read_body
 from hookshot_py.forges.webhooks import HookRow
 from hookshot_py.gitflic.connection import GitFlicProjectType
-from hookshot_py.gitflic.format import format_delivery
+from hookshot_py.gitflic.format import delivery_job
 from hookshot_py.gitflic.hooks import WEBHOOK_PATH, GitFlicProjectHooks
 from hookshot_py.gitflic.models import Delivery, is_wanted
+from hookshot_py.markdown import render_off_loop
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
 from hookshot_py.services import PushListener
 
@@ -151,7 +154,10 @@ def dedupe_key(delivery: Delivery) -> str | None:
     return "gitflic:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:40]
 
 
-def notice(body: str, html: str) -> dict[str, Any]:
+def notice(body: str, html: str | None) -> dict[str, Any]:
+    """An `m.notice`; without `html` (the plain-text fallback) it has no formatted body."""
+    if html is None:
+        return {"msgtype": "m.notice", "body": body}
     return {
         "msgtype": "m.notice",
         "body": body,
@@ -175,6 +181,7 @@ class GitFlicWebhookRoute:
     hooks: GitFlicProjectHooks
     projects: GitFlicProjectType
     outbox: Outbox
+    cpu: CpuPool  # renders the messages' markdown off the event loop
     on_push: PushListener | None = None
 
     def add_routes(self, app: web.Application) -> None:
@@ -230,16 +237,17 @@ class GitFlicWebhookRoute:
         instance = self.config.instances.get(row.instance)
         instance_url = instance.url if instance else ""
         key = dedupe_key(delivery)
-        events: list[OutgoingEvent] = []
         conns = self.projects.project_connections(row.key)
         if delivery.action in PUSH_ACTIONS and self.on_push is not None:
             for conn in conns:
                 await self.on_push(conn.room_id, row.project, delivery.raw)
-        for conn in conns:
-            if not is_wanted(delivery.action, self.projects.hook_events(conn)):
-                continue
-            body, html = format_delivery(delivery, instance_url=instance_url, project=conn.state_key)
-            events.append(OutgoingEvent(conn.room_id, notice(body, html), dedupe_key=key))
+        wanted = [c for c in conns if is_wanted(delivery.action, self.projects.hook_events(c))]
+        jobs = [delivery_job(delivery, instance_url=instance_url, project=c.state_key) for c in wanted]
+        html = await render_off_loop(self.cpu, jobs, what=f"GitFlic {delivery.action} delivery for {row.project}")
+        events = [
+            OutgoingEvent(conn.room_id, notice(job.text, None if html is None else html[i]), dedupe_key=key)
+            for i, (conn, job) in enumerate(zip(wanted, jobs, strict=True))
+        ]
         await self.outbox.enqueue(events)
         log.info("GitFlic %s for %s: posted to %d room(s)", delivery.action, row.project, len(events))
         return web.json_response({"ok": True, "rooms": len(events)})

@@ -7,9 +7,10 @@ against the secrets that may apply — the repository hook's, found by `X-GitHub
 the `full_name`s a bounded scan of the bytes finds (a handful of HMACs, hashed off the event
 loop for large bodies), and `github.webhook.secret`. Only a verified body is parsed (depth
 limited), and a repository's secret must be that of the repository the body names. A verified
-delivery is routed once (the connection type's index by repository), formatted per room, and
-answered 200 once its messages are committed outbox rows, deduplicated per room on
-`X-GitHub-Delivery`, so a redelivery is acknowledged again but posted once.
+delivery is routed once (the connection type's index by repository), formatted per room (the
+markdown in one CPU-pool call, plain text past its deadline), and answered 200 once its
+messages are committed outbox rows, deduplicated per room on `X-GitHub-Delivery`, so a
+redelivery is acknowledged again but posted once.
 
 Why not parse first to learn the repository: a 25 MiB body costs ~10 times its size in memory
 and a second of CPU to parse, for anyone who can reach the URL; scanning it for `"full_name"`
@@ -23,12 +24,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from hookshot_py.cpu_pool import CpuPool
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.forges.inbound import form_payload, parse_json_object, read_body, string_values, verify_off_loop
 from hookshot_py.github.connection import GithubRepoType
 from hookshot_py.github.diffs import PrDiffs
-from hookshot_py.github.format import PayloadError, candidate_hooks, format_event, pr_diff_url
+from hookshot_py.github.format import Draft, PayloadError, build_event, candidate_hooks, pr_diff_url
 from hookshot_py.github.hooks import RepoHooks, project_key
+from hookshot_py.markdown import render_off_loop
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
 from hookshot_py.services import PushListener
 
@@ -48,6 +51,7 @@ class GitHubWebhooks:
     hooks: RepoHooks
     outbox: Outbox
     diffs: PrDiffs
+    cpu: CpuPool  # renders the messages' markdown off the event loop
     domain: str  # the homeserver's, for issue-room aliases
     config_secret: str | None  # `github.webhook.secret`
     on_push: PushListener | None = None
@@ -98,21 +102,27 @@ class GitHubWebhooks:
             live = {c.room_id for c in conns}
             conns += [c for c in self.repo_type.pending_for(full_name) if c.room_id not in live]
         diffs: dict[str, str | None] = {}
-        out: list[OutgoingEvent] = []
+        drafts: list[tuple[str, Draft]] = []
         for conn in conns:
             config = self.repo_type.config_of(conn)
             diff_url = pr_diff_url(event, payload, config)
             if diff_url is not None and diff_url not in diffs:
                 diffs[diff_url] = await self.diffs.fetch(diff_url, full_name)
             try:
-                message = format_event(
+                draft = build_event(
                     event, payload, config=config, domain=self.domain,
                     pr_diff=diffs.get(diff_url) if diff_url else None,
                 )
             except PayloadError as exc:
                 raise ApiError(ErrCode.BAD_VALUE, f"Malformed {event} payload: {exc}") from exc
-            if message is not None:
-                out.append(OutgoingEvent(conn.room_id, message.to_content(), dedupe_key=f"github:{delivery}"))
+            if draft is not None:
+                drafts.append((conn.room_id, draft))
+        html = await render_off_loop(self.cpu, [d.job for _, d in drafts], what=f"GitHub {event} delivery {delivery}")
+        messages = [d.plain() if html is None else d.finish(html[i]) for i, (_, d) in enumerate(drafts)]
+        out = [
+            OutgoingEvent(room_id, message.to_content(), dedupe_key=f"github:{delivery}")
+            for (room_id, _), message in zip(drafts, messages, strict=True)
+        ]
         ids = await self.outbox.enqueue(out)
         if out and not ids:
             log.info("GitHub delivery %s was already handled; not posting it again", delivery)

@@ -41,7 +41,7 @@ class GitHubIntegration(Integration):
         )
         self.diffs = PrDiffs(config.oauth_url, services.url_policy)
         self.webhooks = GitHubWebhooks(
-            self.repo_type, self.hooks, services.outbox, self.diffs,
+            self.repo_type, self.hooks, services.outbox, self.diffs, services.cpu,
             services.config.bridge.domain, webhook.secret if webhook else None,
             on_push=services.push_seen,
         )
