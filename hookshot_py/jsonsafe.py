@@ -2,14 +2,17 @@
 
 Postgres' `jsonb` cannot hold the NUL character nor lone UTF-16 surrogates, and Python's
 recursion limit is reached by deeply nested documents long before any size limit; all three
-used to turn bad input into 500s. `loads` parses bytes with a depth bound (an iterative walk, no
-recursion); `find_unstorable` and `storable` deal with the characters Postgres refuses.
+used to turn bad input into 500s. `loads` parses bytes with a depth bound, checked on the text
+at C speed (walking the parsed tree took 0.4 s per MiB of `[{},{},...]` on the event loop);
+`find_unstorable` and `storable` deal with the characters Postgres refuses.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from array import array
+from itertools import accumulate
 from typing import Any
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -82,9 +85,54 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise JsonError(f"the body is not valid JSON: {e}", kind="constant", detail=str(e)) from None
     except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
         raise JsonError(f"the body is not valid JSON: {e}", kind="number", detail=str(e)) from None
-    if depth_exceeds(value, max_depth):
+    if nesting_exceeds(raw, max_depth):
         raise JsonError(too_deep, kind="depth", detail=too_deep)
     return value
+
+
+# Structural characters of JSON text, and the translation that keeps them (quotes included).
+_KEEP = b'"[]{}'
+_DROP = bytes(b for b in range(256) if b not in _KEEP)
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_SIGNS = bytes.maketrans(b"[]", b"\x01\xff")  # +1 and -1 as signed bytes
+_QUOTED = re.compile(rb'"[^"]*"')
+
+
+def nesting_exceeds(text: bytes | str, limit: int) -> bool:
+    """True if the JSON `text` (valid: parse it first) nests containers deeper than `limit`.
+
+    Every step is a C-speed pass over bytes, never one Python step per value: escapes are
+    removed, then everything but quotes and brackets, then the strings (with the brackets they
+    hold; removing an adjacent `""` pair drops an empty string, or merges two strings over
+    bracket-free text between them: either way only string content goes). What remains is the
+    document's bracket structure. A `replace` pass removes its innermost level; flat documents
+    (`[{},{},...]`) vanish in a pass or two, and what resists is measured in one pass of
+    running sums. About 50 ms per MiB of brackets at worst.
+    """
+    if isinstance(text, str):
+        data = text.encode("utf-8", "surrogatepass")
+    else:
+        encoding = json.detect_encoding(text)
+        data = text if encoding == "utf-8" else text.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    data = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _DROP).replace(b'""', b"")
+    if b'"' in data:
+        data = _QUOTED.sub(b"", data)
+    data = data.translate(_SQUARE)
+    levels = 0
+    while data and levels < limit:
+        shorter = data.replace(b"[]", b"")
+        levels += 1
+        flat = len(shorter) * 2 <= len(data)
+        data = shorter
+        if not flat:
+            break
+    if not data:
+        return False
+    if levels >= limit:
+        return True
+    return levels + max(accumulate(array("b", data.translate(_SIGNS)))) > limit
 
 
 def find_unstorable(value: Any, path: str = "") -> str | None:
