@@ -129,6 +129,7 @@ class Bridge:
         services = build_services(self.config, db, MatrixGateway(appservice), self.metrics, box)
         core = assemble(services, is_bridge_user=reg.is_exclusive_user, spawn=self._spawn)
         appservice.on_event = core.router.on_event
+        appservice.cpu = services.cpu
         return Runtime(db, appservice, core)
 
     async def stop(self) -> None:

@@ -90,6 +90,21 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
+def split_list(raw: bytes, key: str, *, max_depth: int = MAX_DEPTH) -> tuple[str | None, list[bytes]]:
+    """(why the body is refused or None, the items of the list under the top-level `key`, each as
+    compact JSON text). For a CPU-pool worker: the caller then parses one item at a time, so a
+    large document never holds its event loop for longer than one item costs."""
+    try:
+        data = loads(raw, max_depth=max_depth)
+    except JsonError as e:
+        return str(e), []
+    items = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return f"the body has no `{key}` list", []
+    texts = (json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in items)
+    return None, [text.encode("utf-8", "surrogatepass") for text in texts]
+
+
 # Structural characters of JSON text, and the translation that keeps them (quotes included).
 _KEEP = b'"[]{}'
 _DROP = bytes(b for b in range(256) if b not in _KEEP)
