@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Payload", "PayloadError", "json_type_name"]
+__all__ = ["Payload", "PayloadError", "json_type_name", "push_summary"]
 
 
 class PayloadError(ValueError):
@@ -92,3 +92,28 @@ class Payload:
         if not isinstance(value, list):
             raise PayloadError(self._child_path(key), f"expected array, got {json_type_name(value)}")
         return [Payload(item, f"{self._child_path(key)}[{i}]") for i, item in enumerate(value)]
+
+
+def _ids_of(value: Any) -> list[dict[str, str]]:
+    items = value if isinstance(value, list) else []
+    return [{"id": c["id"]} for c in items if isinstance(c, dict) and isinstance(c.get("id"), str)]
+
+
+def _id_of(value: Any) -> dict[str, str] | None:
+    return {"id": value["id"]} if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+
+
+def push_summary(payload: dict[str, Any]) -> dict[str, Any]:
+    """What push listeners read of a push delivery, and nothing else (so a 25 MiB body never
+    crosses from a CPU-pool worker): the commit ids, in GitHub's shape (`commits[].id`,
+    `head_commit.id`) and GitFlic's (`push.commits[].id`, `push.after`)."""
+    summary: dict[str, Any] = {
+        "commits": _ids_of(payload.get("commits")),
+        "head_commit": _id_of(payload.get("head_commit")),
+    }
+    push = payload.get("push")
+    if isinstance(push, dict):
+        summary["push"] = {"commits": _ids_of(push.get("commits"))}
+        if isinstance(push.get("after"), str):
+            summary["push"]["after"] = push["after"]
+    return summary

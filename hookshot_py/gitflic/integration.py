@@ -22,6 +22,7 @@ class GitFlicIntegration(Integration):
 
     def __init__(self, services: Services, config: GitFlicConfig) -> None:
         self.services = services
+        services.cpu.preload("hookshot_py.gitflic.digest")
         self.config = config
         self.hooks = GitFlicProjectHooks(
             config, services.db, services.secrets, services.tokens, services.http, services.gateway

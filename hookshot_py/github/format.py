@@ -21,7 +21,7 @@ Filters, in order:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from hookshot_py.forges.payload import Payload, PayloadError
 from hookshot_py.github.labels import format_labels
-from hookshot_py.github.state import RepoConfig
+from hookshot_py.github.state import RepoConfig, RepoSettings
 from hookshot_py.markdown import MarkdownJob, render_markdown
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "candidate_hooks",
     "format_event",
     "pr_diff_url",
+    "with_pr_diff",
 ]
 
 REPO_KEY = "uk.half-shot.matrix-hookshot.github.repo"
@@ -364,22 +365,22 @@ def _pr_opened(ctx: _Ctx) -> Draft | None:
     pr = ctx.p.obj("pull_request")
     verb, icon = ("drafted", "⚪") if pr.flag("draft") else ("opened", "🔵")
     text = f'{icon} **{ctx.sender}** {verb} a new PR {_ref(ctx, pr)}: "{pr.text("title")}"'
-    suffix_text = suffix_html = ""
-    diff = ctx.pr_diff
-    settings = ctx.config.settings
-    if settings.pr_diff_enabled and diff is not None:
-        # hookshot counts lines with split("/n") and so never enforces maxLines; we do.
-        if len(diff.splitlines()) <= settings.pr_diff_max_lines:
-            suffix_text = f"\n``` diff\n{diff}\n```"
-            suffix_html = f'\n<pre><code class="language-diff">{escape(diff)}\n</code></pre>'
-    return _message(
-        text,
-        inline=True,
-        external_url=pr.text("html_url"),
-        extra=_pr_extra(ctx.repo, pr),
-        labels=pr.objs("labels"),
-        suffix_text=suffix_text,
-        suffix_html=suffix_html,
+    draft = _message(
+        text, inline=True, external_url=pr.text("html_url"), extra=_pr_extra(ctx.repo, pr), labels=pr.objs("labels")
+    )
+    return with_pr_diff(draft, ctx.pr_diff, ctx.config.settings)
+
+
+def with_pr_diff(draft: Draft, diff: str | None, settings: RepoSettings) -> Draft:
+    """An opened PR's message with its diff appended, for a room with `prDiff` enabled and a
+    diff short enough. (Escaped, not rendered: no CPU the sender controls.)"""
+    # hookshot counts lines with split("/n") and so never enforces maxLines; we do.
+    if not settings.pr_diff_enabled or diff is None or len(diff.splitlines()) > settings.pr_diff_max_lines:
+        return draft
+    return replace(
+        draft,
+        suffix_text=f"\n``` diff\n{diff}\n```",
+        suffix_html=f'\n<pre><code class="language-diff">{escape(diff)}\n</code></pre>',
     )
 
 

@@ -29,6 +29,7 @@ class GitHubIntegration(Integration):
 
     def __init__(self, services: Services, config: GitHubConfig) -> None:
         self.services = services
+        services.cpu.preload("hookshot_py.github.digest")
         self.config = config
         webhook = config.webhook
         self.accounts = GitHubAccounts(services.tokens, config.api_url, services.http)
