@@ -28,7 +28,8 @@ from hookshot_py.tokens import SecretBox, TokenStore
 
 log = logging.getLogger(__name__)
 
-# (room_id, repository name as the forge spells it, the forge's push payload)
+# (room_id, repository name as the forge spells it, the push delivery's summary: its top-level
+# scalars and commit ids, see `forges.payload.push_summary`)
 PushListener = Callable[[str, str, dict[str, Any]], Awaitable[object]]
 
 

@@ -103,17 +103,18 @@ def _id_of(value: Any) -> dict[str, str] | None:
     return {"id": value["id"]} if isinstance(value, dict) and isinstance(value.get("id"), str) else None
 
 
+def _scalars(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if isinstance(v, str | int | float | bool) or v is None}
+
+
 def push_summary(payload: dict[str, Any]) -> dict[str, Any]:
-    """What push listeners read of a push delivery, and nothing else (so a 25 MiB body never
-    crosses from a CPU-pool worker): the commit ids, in GitHub's shape (`commits[].id`,
-    `head_commit.id`) and GitFlic's (`push.commits[].id`, `push.after`)."""
-    summary: dict[str, Any] = {
-        "commits": _ids_of(payload.get("commits")),
-        "head_commit": _id_of(payload.get("head_commit")),
-    }
+    """What push listeners get of a push delivery (so a 25 MiB body never crosses from a
+    CPU-pool worker): its top-level scalars (`ref`, `before`, `after`...) and the commit ids, in
+    GitHub's shape (`commits[].id`, `head_commit.id`) and GitFlic's (`push{...}` likewise)."""
+    summary = _scalars(payload)
+    summary["commits"] = _ids_of(payload.get("commits"))
+    summary["head_commit"] = _id_of(payload.get("head_commit"))
     push = payload.get("push")
     if isinstance(push, dict):
-        summary["push"] = {"commits": _ids_of(push.get("commits"))}
-        if isinstance(push.get("after"), str):
-            summary["push"]["after"] = push["after"]
+        summary["push"] = {**_scalars(push), "commits": _ids_of(push.get("commits"))}
     return summary

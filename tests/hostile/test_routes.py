@@ -9,8 +9,8 @@ import json
 import pytest
 
 from .client import assert_error_shape, assert_not_5xx, request_head, send, send_raw
-from .conftest import BODY_TIMEOUT_S, HostileEnv
-from .routes import AS_PING, BODY_ROUTES, MARKDOWN_ROUTES, ROUTES, TRANSACTION, Route
+from .conftest import BODY_TIMEOUT_S, GITHUB_REPO, HostileEnv
+from .routes import AS_PING, BODY_ROUTES, MARKDOWN_ROUTES, ROUTES, TRANSACTION, Route, github_payload, github_request
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -166,3 +166,20 @@ async def test_transactions_carrying_hostile_events_are_acknowledged(env: Hostil
     what = "a transaction of hostile events"
     status, answer = await env.probe.check(lambda: send(env, TRANSACTION.request(env, raw)), what)
     assert (status, json.loads(answer)) == (200, {}), answer
+
+
+async def test_a_signed_diff_url_elsewhere_is_never_fetched(env: HostileEnv) -> None:
+    """Server-side request forgery through a delivery: whoever has the hook's secret names a
+    `diff_url` on the bridge's own network. It is not the repository's pull diff on the
+    configured GitHub, so it is never fetched, and the PR is posted without a diff."""
+    payload = github_payload("pull_request.opened")
+    payload["pull_request"]["diff_url"] = f"{env.canary.url}/{GITHUB_REPO}/pull/1.diff"
+    payload["pull_request"]["title"] = "SSRF canary"
+    status, answer = await send(env, github_request(env, "pull_request", payload))
+    assert status == 200, answer
+    assert env.canary.hits == []
+    rows = await env.services.db.fetch(
+        "SELECT content FROM outbox WHERE room_id = $1 AND content->>'body' LIKE '%SSRF canary%'", env.room
+    )
+    [row] = rows
+    assert "diff" not in row["content"]["body"] and "canary content" not in row["content"]["body"]
