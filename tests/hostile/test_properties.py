@@ -40,7 +40,8 @@ CONTENT_TYPES = st.sampled_from(
     [
         None, "application/json", "application/json; charset=utf-16", "text/plain", "text/plain; charset=latin-1",
         "application/x-www-form-urlencoded", "application/xml", "multipart/form-data; boundary=x",
-        "application/json; charset=punycode", "text/plain; charset=\x7f", "application/vnd.api+json",
+        "application/json; charset=punycode", "text/plain; charset=utf-8; charset=punycode",
+        "application/json; charset=\"\"", "application/vnd.api+json",
     ]
 )  # fmt: skip
 
