@@ -1,8 +1,11 @@
-"""One bridge for the hostile-input suite: every listener and route a stranger can reach, with a
-generic hook, a GitHub repository (config-wide secret, `prDiff` on) and a GitFlic project (hook
-registered on the fake GitFlic) connected in one room, so that authentic-looking requests reach
-each route's parser and formatter. Real Synapse and Postgres, the bridge in-process: a stall of
-its event loop is a stall of this test's loop, which the `/live` probes of `probe.py` measure.
+"""One bridge for the hostile-input suite: the core on the in-memory homeserver and a real
+Postgres (tests/support/core.py), served on sockets as `Bridge.start` serves it — the configured
+listener (webhooks, provisioning, metrics) and the appservice listener, each on a
+`ListenerRunner` — with a generic hook, a GitHub repository (config-wide secret, `prDiff` on) and
+a GitFlic project (hook registered on the fake GitFlic) connected in one room, so that
+authentic-looking requests reach each route's parser and formatter. No Synapse: the suite is a
+unit test. The bridge runs in this test's event loop: a stall of the bridge is a stall of the
+`/live` probes of `probe.py`.
 """
 
 from __future__ import annotations
@@ -10,72 +13,38 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from fakes.gitflic import FakeGitFlicState
 from fakes.gitflic import make_app as gitflic_app
-from hookshot_py.devenv.matrix_client import MatrixTestClient
-from hookshot_py.devenv.synapse import SynapseServer
+from hookshot_py.core import listener_app
+from hookshot_py.devenv.synapse import free_port
 from hookshot_py.generic.connection import EVENT_TYPE as GENERIC_TYPE
 from hookshot_py.gitflic.connection import EVENT_TYPE as GITFLIC_TYPE
 from hookshot_py.github.state import ALLOWED_EVENTS
 from hookshot_py.github.state import EVENT_TYPE as GITHUB_TYPE
 from hookshot_py.listeners import http as listener_http
-from support.bridge import PROVISIONING_SECRET, BridgeHarness, create_database
-from support.fixtures import room_with_bot
-from support.helpers import eventually
+from hookshot_py.listeners.http import ListenerRunner, add_health_routes
+from hookshot_py.matrix.appservice import HookshotAppService
+from support.bridge import PROVISIONING_SECRET, release_migrated_database
+from support.core import SERVER_NAME, CoreHarness, start_core
 
 from .probe import LiveProbe
 
+ALICE = f"@alice:{SERVER_NAME}"
+HS_TOKEN = "hostile-suite-hs-token"
 GITHUB_SECRET = "hostile-suite-github-secret"
 GITFLIC_TOKEN = "hostile-suite-gitflic-token"
 GITHUB_REPO = "octo-org/hostile"
 # A client that stalls its body is dropped after this long (30 s in production).
 BODY_TIMEOUT_S = 1.0
+# Pathological markdown runs into the CPU pool's deadline; 1 s (not 5) keeps the suite short.
 CPU_DEADLINE_S = 1.0
-
-
-@dataclass
-class HostileEnv:
-    harness: BridgeHarness
-    registration: dict[str, Any]
-    as_port: int
-    alice: MatrixTestClient
-    room: str
-    hook_url: str
-    gitflic_secret: str
-    gitflic_owner: str
-    canary: Canary
-    probe: LiveProbe
-    session: aiohttp.ClientSession
-
-    @property
-    def base_url(self) -> str:
-        return self.harness.base_url
-
-    @property
-    def as_url(self) -> str:
-        return f"http://127.0.0.1:{self.as_port}"
-
-    @property
-    def hs_token(self) -> str:
-        return str(self.registration["hs_token"])
-
-    @property
-    def services(self) -> Any:
-        assert self.harness.bridge is not None
-        return self.harness.bridge.services
-
-    @property
-    def provisioning_auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {PROVISIONING_SECRET}"}
 
 
 @dataclass
@@ -88,6 +57,33 @@ class Canary:
     @property
     def url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
+
+
+@dataclass
+class HostileEnv:
+    core: CoreHarness
+    base_url: str  # the configured listener
+    as_url: str  # the appservice listener
+    alice: str
+    room: str
+    hook_url: str
+    gitflic_secret: str
+    gitflic_owner: str
+    canary: Canary
+    probe: LiveProbe
+    session: aiohttp.ClientSession
+
+    @property
+    def hs_token(self) -> str:
+        return HS_TOKEN
+
+    @property
+    def services(self) -> Any:
+        return self.core.services
+
+    @property
+    def provisioning_auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {PROVISIONING_SECRET}"}
 
 
 async def _canary() -> Canary:
@@ -104,15 +100,15 @@ async def _canary() -> Canary:
     return Canary(server, hits)
 
 
+async def _serve(app: web.Application, port: int) -> ListenerRunner:
+    runner = ListenerRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
-async def env(
-    synapse: SynapseServer,
-    registration: dict[str, Any],
-    registration_path: Path,
-    bridge_as_port: int,
-    pg_admin_dsn: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[HostileEnv]:
+async def env(pg_admin_dsn: str) -> AsyncIterator[HostileEnv]:
     saved_timeout = listener_http.BODY_TIMEOUT_S
     listener_http.BODY_TIMEOUT_S = BODY_TIMEOUT_S
     fake = FakeGitFlicState()
@@ -122,57 +118,59 @@ async def env(
     gitflic = TestServer(gitflic_app(fake), host="127.0.0.1")
     await gitflic.start_server()
     canary = await _canary()
-    harness = BridgeHarness(
-        synapse=synapse,
-        registration_path=registration_path,
-        as_port=bridge_as_port,
-        workdir=tmp_path_factory.mktemp("hostile"),
-        dsn=await create_database(pg_admin_dsn),
-    )
-    harness.overrides = {
+    port, as_port = free_port(), free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    core = await start_core(pg_admin_dsn, {
+        "generic": {"urlPrefix": f"{base_url}/webhook/"},
         "github": {
-            "apiUrl": "http://127.0.0.1:9",  # never called: connections are made by hand
+            "apiUrl": "http://127.0.0.1:9",  # never called: the connection is made by hand
             "oauthUrl": "https://github.com",
-            "webhook": {"secret": GITHUB_SECRET, "publicUrl": f"{harness.base_url}/"},
-            "oauth": {"client_id": "c", "client_secret": "s", "redirect_uri": f"{harness.base_url}/github/oauth"},
+            "webhook": {"secret": GITHUB_SECRET, "publicUrl": f"{base_url}/"},
+            "oauth": {"client_id": "c", "client_secret": "s", "redirect_uri": f"{base_url}/github/oauth"},
         },
         "gitflic": {
             "instances": {"gitflic": {"url": "https://gitflic.ru", "apiUrl": str(gitflic.make_url("")).rstrip("/")}},
             "token": GITFLIC_TOKEN,
-            "webhook": {"publicUrl": harness.base_url},
+            "webhook": {"publicUrl": base_url},
         },
-    }
-    await harness.start()
-    # Pathological markdown runs into the CPU pool's deadline; 1 s (not 5) keeps the suite short.
-    harness.bridge.services.cpu.deadline = CPU_DEADLINE_S  # type: ignore[union-attr]
-    alice = await synapse.register_user(f"alice-{secrets.token_hex(4)}")
+    })  # fmt: skip
+    core.services.cpu.deadline = CPU_DEADLINE_S
+    ready = lambda: (True, {})  # noqa: E731
+    listener = await _serve(listener_app(core.core, ["webhooks", "provisioning", "metrics"], ready), port)
+    appservice = HookshotAppService(
+        db=core.db, server="http://127.0.0.1:9", domain=SERVER_NAME, as_token="as", hs_token=HS_TOKEN,
+        bot_localpart="hookshot", id="hostile",
+    )
+    appservice.on_event = core.core.router.on_event
+    appservice.cpu = core.services.cpu
+    add_health_routes(appservice.app, ready)
+    await appservice.start("127.0.0.1", as_port)
     session = aiohttp.ClientSession()
     try:
-        room = await room_with_bot(alice, name="hostile")
-        manager = harness.bridge.services.manager  # type: ignore[union-attr]
-        _, outcome = await manager.create(room, GENERIC_TYPE, {"name": "hostile"}, user_id=alice.user_id)
-        hook_url = outcome.secrets["url"]
-        _, _ = await manager.create(room, GITFLIC_TYPE, {"ownerAlias": owner, "projectAlias": "widgets"}, user_id=alice.user_id)
+        room = core.room_with_bot(ALICE)
+        manager = core.manager
+        _, outcome = await manager.create(room, GENERIC_TYPE, {"name": "hostile"}, user_id=ALICE)
+        await manager.create(room, GITFLIC_TYPE, {"ownerAlias": owner, "projectAlias": "widgets"}, user_id=ALICE)
         [hook] = fake.project(owner, "widgets").webhooks.values()
         # GitHub, as an admin would set it up by hand: state in the room, the config-wide secret.
-        await alice.send_state(
-            room, GITHUB_TYPE, GITHUB_REPO,
+        core.hs.send_state(
+            room, ALICE, GITHUB_TYPE, GITHUB_REPO,
             {"org": "octo-org", "repo": "hostile", "enableHooks": sorted(ALLOWED_EVENTS), "prDiff": {"enabled": True}},
         )
-        await eventually(lambda: _has(manager, room, GITHUB_TYPE, GITHUB_REPO))
-        probe = LiveProbe(session, f"{harness.base_url}/live")
+        await core.settle()
+        assert manager.find(room, GITHUB_TYPE, GITHUB_REPO) is not None
+        probe = LiveProbe(session, f"{base_url}/live")
         await probe.calibrate()
         yield HostileEnv(
-            harness, registration, bridge_as_port, alice, room, hook_url, hook.secret, owner, canary, probe, session
+            core, base_url, f"http://127.0.0.1:{as_port}", ALICE, room, outcome.secrets["url"], hook.secret, owner,
+            canary, probe, session,
         )
     finally:
         await session.close()
-        await alice.close()
-        await harness.stop()
+        await appservice.stop()
+        await listener.cleanup()
+        await core.stop()
+        await release_migrated_database(pg_admin_dsn, core.db.dsn)
         await canary.server.close()
         await gitflic.close()
         listener_http.BODY_TIMEOUT_S = saved_timeout
-
-
-async def _has(manager: Any, room: str, event_type: str, key: str) -> bool:
-    return manager.find(room, event_type, key) is not None

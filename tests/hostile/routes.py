@@ -131,7 +131,7 @@ def _gitflic_markdown(env: HostileEnv, text: str) -> Request:
 
 
 def _provisioning_create_url(env: HostileEnv) -> str:
-    return f"{env.base_url}/v1/{env.room}/connections/{GENERIC_TYPE}?userId={quote(env.alice.user_id)}"
+    return f"{env.base_url}/v1/{env.room}/connections/{GENERIC_TYPE}?userId={quote(env.alice)}"
 
 
 def _provisioning_markdown(env: HostileEnv, text: str) -> Request:
@@ -147,7 +147,7 @@ def command_event(env: HostileEnv, body: str) -> dict[str, Any]:
     return {
         "type": "m.room.message",
         "room_id": env.room,
-        "sender": env.alice.user_id,
+        "sender": env.alice,
         "event_id": f"$hostile-{secrets.token_hex(8)}",
         "origin_server_ts": 1,
         "content": {"msgtype": "m.text", "body": body},
@@ -187,12 +187,12 @@ PROVISIONING_CREATE = Route(
 )
 PROVISIONING_UPDATE = Route(
     "PATCH /v1/{room}/connections/{id}", "PATCH",
-    lambda env: f"{env.base_url}/v1/{env.room}/connections/nope?userId={quote(env.alice.user_id)}",
+    lambda env: f"{env.base_url}/v1/{env.room}/connections/nope?userId={quote(env.alice)}",
     _provisioning_auth, limit=64 * KIB,
 )
 PROVISIONING_LIST = Route(
     "GET /v1/{room}/connections", "GET",
-    lambda env: f"{env.base_url}/v1/{env.room}/connections?userId={quote(env.alice.user_id)}", _provisioning_auth,
+    lambda env: f"{env.base_url}/v1/{env.room}/connections?userId={quote(env.alice)}", _provisioning_auth,
 )
 PROVISIONING_OPENAPI = Route("GET /v1/openapi.json", "GET", lambda env: f"{env.base_url}/v1/openapi.json")
 METRICS = Route("/metrics", "GET", lambda env: f"{env.base_url}/metrics")

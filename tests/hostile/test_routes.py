@@ -92,7 +92,7 @@ def _largest_transaction(env: HostileEnv) -> bytes:
     itself may send more (up to `MAX_TRANSACTION_BYTES`): it is trusted with its own volume."""
     content = b'{"a": [' + b"{}," * (60 * KIB // 3) + b"{}]}"
     event = b'{"type": "org.example.hostile", "room_id": "%s", "sender": "%s", "event_id": "$%%d", "content": %s}' % (
-        env.room.encode(), env.alice.user_id.encode(), content,
+        env.room.encode(), env.alice.encode(), content,
     )
     return b'{"events": [' + b",".join(event % i for i in range(100)) + b"]}"
 
@@ -151,11 +151,11 @@ async def test_transactions_carrying_hostile_events_are_acknowledged(env: Hostil
     """What a room member can put in an event reaches the bridge inside a transaction: every one
     is handled (or skipped) in isolation and the transaction acknowledged."""
     events = [
-        {"type": "m.room.message", "room_id": env.room, "sender": env.alice.user_id, "event_id": "$a",
+        {"type": "m.room.message", "room_id": env.room, "sender": env.alice, "event_id": "$a",
          "content": {"msgtype": "m.text", "body": "!hookshot " + "[" * 20_000}},
-        {"type": "m.room.message", "room_id": env.room, "sender": env.alice.user_id, "event_id": "$b",
+        {"type": "m.room.message", "room_id": env.room, "sender": env.alice, "event_id": "$b",
          "content": {"msgtype": "m.text", "body": "!hookshot webhook \u0000\ud800"}},
-        {"type": "uk.half-shot.matrix-hookshot.generic.hook", "room_id": env.room, "sender": env.alice.user_id,
+        {"type": "uk.half-shot.matrix-hookshot.generic.hook", "room_id": env.room, "sender": env.alice,
          "event_id": "$c", "state_key": "nul\u0000", "content": {"name": "a\u0000b"}},
         {"type": "m.room.member", "room_id": env.room, "sender": "@x:y", "state_key": "@x:y", "event_id": "$d",
          "content": {"membership": ["join"]}},
