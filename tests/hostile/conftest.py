@@ -159,7 +159,9 @@ async def env(pg_admin_dsn: str) -> AsyncIterator[HostileEnv]:
         )
         await core.settle()
         assert manager.find(room, GITHUB_TYPE, GITHUB_REPO) is not None
-        probe = LiveProbe(session, f"{base_url}/live")
+        probe = LiveProbe(
+            session, f"{base_url}/live", busy=lambda: bool(core.background.tasks) or core.services.cpu.busy > 0
+        )
         await probe.calibrate()
         yield HostileEnv(
             core, base_url, f"http://127.0.0.1:{as_port}", ALICE, room, outcome.secrets["url"], hook.secret, owner,

@@ -7,8 +7,10 @@ takes tens of milliseconds), so the limit is relative to this run: 100 ms on top
 retry. A request whose probes exceed it is sent again, up to `ATTEMPTS` times in all: a stall the
 bridge causes happens every time, one the machine causes seldom three times in a row.
 
-The probes are sent one after another for as long as the hostile request is in flight, so one is
-always waiting while the bridge handles it: any stall of the event loop delays that probe.
+The probes are sent one after another for as long as the hostile request is in flight, and then
+for as long as the bridge is still busy with it (`busy`: work it spawned, such as a command's
+reply, or a CPU-pool call), so one is always waiting while the bridge handles it: any stall of
+the event loop delays that probe.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ T = TypeVar("T")
 
 STALL_LIMIT_S = 0.100
 ATTEMPTS = 3
+# How long the probes follow work the request left running (then the test goes on regardless).
+FOLLOW_S = 10.0
 
 
 class LiveProbe:
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, busy: Callable[[], bool] = lambda: False) -> None:
         self.session = session
         self.url = url
+        self.busy = busy
         self.baseline = 0.0
 
     async def once(self) -> float:
@@ -57,6 +62,9 @@ class LiveProbe:
             while probes == 0 or not task.done():
                 worst = max(worst, await self.once())
                 probes += 1
+            follow_until = time.monotonic() + FOLLOW_S
+            while self.busy() and time.monotonic() < follow_until:
+                worst = max(worst, await self.once())
         finally:
             if not task.done():
                 task.cancel()

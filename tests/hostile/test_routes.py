@@ -108,7 +108,9 @@ async def test_many_small_objects_up_to_the_limit(env: HostileEnv, route: Route)
 
 
 @pytest.mark.parametrize("route", MARKDOWN_ROUTES, ids=lambda r: r.name)
-@pytest.mark.parametrize("markdown", ["[" * (32 * KIB), "![[" * (11 * KIB), "<b> </b>" * (4 * KIB), "*_" * (16 * KIB)])
+@pytest.mark.parametrize(
+    "markdown", ["[" * (32 * KIB), "![[" * (11 * KIB), "<b> </b>" * (4 * KIB), "*_" * (16 * KIB), "`" + "![[" * (11 * KIB)]
+)
 async def test_pathological_markdown(env: HostileEnv, route: Route, markdown: str) -> None:
     assert route.markdown is not None
     make = route.markdown
