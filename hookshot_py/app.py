@@ -141,6 +141,7 @@ class Bridge:
         )
         appservice.on_event = encrypted.on_event
         appservice.crypto = crypto
+        appservice.cpu = services.cpu
         return Runtime(db, appservice, core, crypto)
 
     def _make_crypto(self, appservice: HookshotAppService, dsn: str, box: SecretBox) -> RoomCrypto | None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
-__all__ = ["CpuPool", "CpuPoolError", "CpuTimeout"]
+__all__ = ["CpuBusy", "CpuPool", "CpuPoolError", "CpuTimeout"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,6 +53,10 @@ class CpuPoolError(RuntimeError):
 
 class CpuTimeout(CpuPoolError):
     """The work took longer than its deadline (or waited too long for a worker)."""
+
+
+class CpuBusy(CpuTimeout):
+    """No worker was free in time: the work never started (the pool is busy, not the work slow)."""
 
 
 class _Worker:
@@ -105,6 +109,12 @@ class CpuPool:
         self._starting: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    def preload(self, module: str) -> None:
+        """Have workers started from now on import `module` before their first call (an
+        integration whose functions run here), so no call's deadline pays for the import."""
+        if module not in self._preload:
+            self._preload += (module,)
+
     @property
     def busy(self) -> int:
         """Calls running in a worker right now."""
@@ -123,7 +133,15 @@ class CpuPool:
         calls rather than take the last worker light calls can use."""
         return cast(T, await self._run(fn, args, kwargs, heavy=True))
 
-    async def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, heavy: bool) -> Any:
+    async def run_within(self, deadline: float, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`run_heavy` with a deadline of its own: for work whose size a trusted peer bounds (a
+        homeserver's transaction), which must not be cut short by the deadline for strangers'."""
+        return cast(T, await self._run(fn, args, kwargs, heavy=True, deadline=deadline))
+
+    async def _run(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, heavy: bool,
+        deadline: float | None = None,
+    ) -> Any:
         module, name = fn.__module__, fn.__qualname__
         if not module.startswith("hookshot_py.") or "." in name or "<" in name:
             raise ValueError(f"{module}.{name} is not a module-level function of hookshot_py")
@@ -141,8 +159,8 @@ class CpuPool:
                         await slot.acquire()
                         acquired.append(slot)
             except TimeoutError:
-                raise CpuTimeout(f"No worker was free within {self.queue_timeout:g} s") from None
-            ok, value = await self._call(name, request)
+                raise CpuBusy(f"No worker was free within {self.queue_timeout:g} s") from None
+            ok, value = await self._call(name, request, self.deadline if deadline is None else deadline)
         finally:
             for slot in acquired:
                 slot.release()
@@ -150,19 +168,19 @@ class CpuPool:
             raise value
         return value
 
-    async def _call(self, name: str, request: bytes) -> tuple[bool, Any]:
+    async def _call(self, name: str, request: bytes, deadline: float) -> tuple[bool, Any]:
         worker = self._idle.pop() if self._idle else await self._spawn()
         self._running.add(worker)
         self._top_up()
         try:
-            ok, value = await asyncio.wait_for(worker.call(request), self.deadline)
+            ok, value = await asyncio.wait_for(worker.call(request), deadline)
         except BaseException as e:
             # Timed out, cancelled or died mid-call: its state is unknown, so it goes.
             self._running.discard(worker)
             await worker.kill()
             self._top_up()
             if isinstance(e, TimeoutError):
-                raise CpuTimeout(f"{name} ran longer than {self.deadline:g} s") from None
+                raise CpuTimeout(f"{name} ran longer than {deadline:g} s") from None
             if isinstance(e, (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError)):
                 raise CpuPoolError(f"The worker running {name} died: {e!r}") from None
             raise

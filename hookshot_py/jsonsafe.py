@@ -2,17 +2,21 @@
 
 Postgres' `jsonb` cannot hold the NUL character nor lone UTF-16 surrogates, and Python's
 recursion limit is reached by deeply nested documents long before any size limit; all three
-used to turn bad input into 500s. `loads` parses bytes with a depth bound (an iterative walk, no
-recursion); `find_unstorable` and `storable` deal with the characters Postgres refuses.
+used to turn bad input into 500s. `loads` parses bytes with a depth bound, checked on the text
+at C speed (walking the parsed tree took 0.4 s per MiB of `[{},{},...]` on the event loop);
+`find_unstorable` and `storable` deal with the characters Postgres refuses.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from array import array
+from itertools import accumulate
 from typing import Any
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Deeper than any real payload (GitHub's nest about 8 levels), shallow enough for recursive code.
 MAX_DEPTH = 64
@@ -20,7 +24,21 @@ REPLACEMENT = "\ufffd"
 
 
 class JsonError(ValueError):
-    """Not JSON we accept; the message says why (shown to the caller)."""
+    """Not JSON we accept; the message says why (shown to the caller).
+
+    `kind` is what went wrong (`"utf8"`, `"syntax"`, `"constant"`, `"number"` or `"depth"`),
+    `detail` the reason without this module's wording, and for `"syntax"` the position
+    (`line`, `column`), so that a route with its own wording (generic webhooks, forge
+    deliveries) words the same checks its way."""
+
+    def __init__(
+        self, message: str, *, kind: str, detail: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.detail = detail
+        self.line = line
+        self.column = column
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
@@ -40,19 +58,100 @@ def depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+class _NotJson(ValueError):
+    """NaN, Infinity and -Infinity: Python's extension, not JSON (and Postgres refuses them)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
 def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse JSON text, refusing invalid UTF-8, invalid JSON and nesting deeper than `max_depth`."""
+    """Parse JSON text, refusing invalid UTF-8, invalid JSON (NaN and Infinity included) and
+    nesting deeper than `max_depth`. Raises `JsonError`."""
+    too_deep = f"the JSON nests deeper than {max_depth} levels"
     try:
-        value = json.loads(raw)
-    except RecursionError as e:
-        raise JsonError(f"the JSON nests deeper than {max_depth} levels") from e
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise JsonError(too_deep, kind="depth", detail=too_deep) from None
     except UnicodeDecodeError as e:
-        raise JsonError(f"the body is not valid UTF-8: {e.reason} at byte {e.start}") from e
-    except ValueError as e:
-        raise JsonError(f"the body is not valid JSON: {e}") from e
-    if depth_exceeds(value, max_depth):
-        raise JsonError(f"the JSON nests deeper than {max_depth} levels")
+        detail = f"{e.reason} at byte {e.start}"
+        raise JsonError(f"the body is not valid UTF-8: {detail}", kind="utf8", detail=detail) from None
+    except json.JSONDecodeError as e:
+        raise JsonError(
+            f"the body is not valid JSON: {e}", kind="syntax", detail=e.msg, line=e.lineno, column=e.colno
+        ) from None
+    except _NotJson as e:
+        raise JsonError(f"the body is not valid JSON: {e}", kind="constant", detail=str(e)) from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
+        raise JsonError(f"the body is not valid JSON: {e}", kind="number", detail=str(e)) from None
+    if nesting_exceeds(raw, max_depth):
+        raise JsonError(too_deep, kind="depth", detail=too_deep)
     return value
+
+
+def split_list(
+    raw: bytes, key: str, *, max_depth: int = MAX_DEPTH
+) -> tuple[str | None, list[bytes], dict[str, Any]]:
+    """(why the body is refused or None, the items of the list under the top-level `key`, each as
+    compact JSON text, the document's other top-level fields). For a CPU-pool worker: the caller
+    then parses one item at a time, so a large document never holds its event loop for longer
+    than one item costs."""
+    try:
+        data = loads(raw, max_depth=max_depth)
+    except JsonError as e:
+        return str(e), [], {}
+    items = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return f"the body has no `{key}` list", [], {}
+    texts = (json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in items)
+    rest = {k: v for k, v in data.items() if k != key}
+    return None, [text.encode("utf-8", "surrogatepass") for text in texts], rest
+
+
+# Structural characters of JSON text, and the translation that keeps them (quotes included).
+_KEEP = b'"[]{}'
+_DROP = bytes(b for b in range(256) if b not in _KEEP)
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_SIGNS = bytes.maketrans(b"[]", b"\x01\xff")  # +1 and -1 as signed bytes
+_QUOTED = re.compile(rb'"[^"]*"')
+
+
+def nesting_exceeds(text: bytes | str, limit: int) -> bool:
+    """True if the JSON `text` (valid: parse it first) nests containers deeper than `limit`.
+
+    Every step is a C-speed pass over bytes, never one Python step per value: escapes are
+    removed, then everything but quotes and brackets, then the strings (with the brackets they
+    hold; removing an adjacent `""` pair drops an empty string, or merges two strings over
+    bracket-free text between them: either way only string content goes). What remains is the
+    document's bracket structure. A `replace` pass removes its innermost level; flat documents
+    (`[{},{},...]`) vanish in a pass or two, and what resists is measured in one pass of
+    running sums. About 50 ms per MiB of brackets at worst.
+    """
+    if isinstance(text, str):
+        data = text.encode("utf-8", "surrogatepass")
+    else:
+        encoding = json.detect_encoding(text)
+        data = text if encoding == "utf-8" else text.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    data = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _DROP).replace(b'""', b"")
+    if b'"' in data:
+        data = _QUOTED.sub(b"", data)
+    data = data.translate(_SQUARE)
+    levels = 0
+    while data and levels < limit:
+        shorter = data.replace(b"[]", b"")
+        levels += 1
+        flat = len(shorter) * 2 <= len(data)
+        data = shorter
+        if not flat:
+            break
+    if not data:
+        return False
+    if levels >= limit:
+        return True
+    return levels + max(accumulate(array("b", data.translate(_SIGNS)))) > limit
 
 
 def find_unstorable(value: Any, path: str = "") -> str | None:
@@ -76,12 +175,24 @@ def find_unstorable(value: Any, path: str = "") -> str | None:
 
 def storable(value: Any) -> Any:
     """`value` with every NUL and lone surrogate in strings and keys replaced by U+FFFD."""
+    return _replace(value, _UNSTORABLE)
+
+
+def without_surrogates(value: Any) -> Any:
+    """`value` with every lone surrogate (from `\\ud800`-style escapes) in strings and keys
+    replaced by U+FFFD: they cannot be encoded as UTF-8, so cannot be sent anywhere."""
+    return _replace(value, _SURROGATE)
+
+
+def _replace(value: Any, pattern: re.Pattern[str]) -> Any:
+    """`value` with `pattern` replaced by U+FFFD in every string and key, keeping key order.
+    Recursive: for values whose depth was bounded (by `loads`, or by their producer)."""
     if isinstance(value, str):
-        return _UNSTORABLE.sub(REPLACEMENT, value)
+        return pattern.sub(REPLACEMENT, value) if pattern.search(value) else value
     if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
+        return {_replace(k, pattern): _replace(v, pattern) for k, v in value.items()}
     if isinstance(value, list):
-        return [storable(v) for v in value]
+        return [_replace(v, pattern) for v in value]
     return value
 
 

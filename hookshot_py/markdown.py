@@ -11,15 +11,19 @@ fallback for such HTML.
 Rendering markdown costs CPU that a stranger controls (markdown-it is superlinear on inputs
 such as `[` × 32 KiB): callers handling untrusted text run it off the event loop with a deadline
 (`hookshot_py.cpu_pool`). `sanitize_html` and `html_to_text` are linear in their input, which
-`sanitize_html` caps.
+`sanitize_html` caps. `render_off_loop` renders a batch of `MarkdownJob`s in a worker, for the
+routes that format forge deliveries.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 
 import nh3
 from markdown_it import MarkdownIt
@@ -27,7 +31,17 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
-__all__ = ["escape_markdown", "html_to_text", "render_markdown", "sanitize_html"]
+from hookshot_py.cpu_pool import CpuPoolError
+
+if TYPE_CHECKING:
+    from hookshot_py.cpu_pool import CpuPool
+
+__all__ = [
+    "MarkdownJob", "escape_markdown", "html_to_text", "render_jobs", "render_markdown", "render_off_loop",
+    "sanitize_html",
+]
+
+log = logging.getLogger(__name__)
 
 # https://spec.matrix.org/v1.11/client-server-api/#mroommessage-msgtypes (m.text, HTML subset)
 LINK_SCHEMES = frozenset({"http", "https", "mailto", "matrix"})
@@ -90,6 +104,43 @@ def escape_markdown(text: str) -> str:
     allows it for all of them), so no title or name someone else wrote can become markup, a
     link, a list or a heading, wherever it is put."""
     return _ASCII_PUNCTUATION.sub(r"\\\1", text)
+
+
+@dataclass(frozen=True)
+class MarkdownJob:
+    """One text to render: `inline` as for `render_markdown`; `sanitize` passes the HTML through
+    `sanitize_html` (markdown that quotes someone else's text, which may hold raw HTML)."""
+
+    text: str
+    inline: bool = False
+    sanitize: bool = False
+
+
+def render_jobs(jobs: Sequence[MarkdownJob]) -> list[str]:
+    """The HTML of each job, in order (one CPU-pool call renders a delivery for all its rooms)."""
+    out = []
+    for job in jobs:
+        html = render_markdown(job.text, inline=job.inline)
+        out.append(sanitize_html(html) if job.sanitize else html)
+    return out
+
+
+# Texts longer than this in all render in the CPU pool's heavy lane, never holding up short ones.
+LIGHT_JOB_CHARS = 4 * 1024
+
+
+async def render_off_loop(cpu: CpuPool, jobs: Sequence[MarkdownJob], *, what: str) -> list[str] | None:
+    """`render_jobs` in a CPU-pool worker with its deadline: the text is a stranger's and
+    markdown-it is superlinear on some inputs. None when the worker failed or ran out of time
+    (logged with `what`, a description safe to log): the caller posts plain text instead."""
+    if not jobs:
+        return []
+    heavy = sum(len(job.text) for job in jobs) > LIGHT_JOB_CHARS
+    try:
+        return await (cpu.run_heavy if heavy else cpu.run)(render_jobs, list(jobs))
+    except CpuPoolError as e:
+        log.warning("%s: %s; posting it as plain text", what, e)
+        return None
 
 
 # --- sanitising -------------------------------------------------------------------------------

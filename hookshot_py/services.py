@@ -22,12 +22,14 @@ from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.outbox import Outbox, Sealer
 from hookshot_py.matrix.profiles import Profiles
 from hookshot_py.metrics import Metrics
+from hookshot_py.net.guard import UrlPolicy
 from hookshot_py.permissions import Permissions
 from hookshot_py.tokens import SecretBox, TokenStore
 
 log = logging.getLogger(__name__)
 
-# (room_id, repository name as the forge spells it, the forge's push payload)
+# (room_id, repository name as the forge spells it, the push delivery's summary: its top-level
+# scalars and commit ids, see `forges.payload.push_summary`)
 PushListener = Callable[[str, str, dict[str, Any]], Awaitable[object]]
 
 
@@ -42,7 +44,10 @@ class Services:
     permissions: Permissions
     dms: DirectMessages
     metrics: Metrics
+    # For configured servers (forge APIs): URLs from strangers go through `url_policy`'s guard.
     http: aiohttp.ClientSession
+    # What URLs the bridge did not configure itself may reach (`outboundUrls`; net/guard.py).
+    url_policy: UrlPolicy
     tokens: TokenStore
     secrets: SecretBox
     # Members of the rooms named as permission actors, kept current from membership events.
@@ -94,6 +99,7 @@ def build_services(
         dms=DirectMessages(db, gateway),
         metrics=metrics,
         http=aiohttp.ClientSession(headers={"User-Agent": f"hookshot_py/{__version__}"}),
+        url_policy=UrlPolicy.create(config.outbound_urls.allowed_hosts, config.outbound_urls.allowed_ip_ranges),
         tokens=TokenStore(db, secrets),
         secrets=secrets,
         room_members=room_members,

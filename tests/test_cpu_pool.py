@@ -128,3 +128,17 @@ async def test_close_stops_the_workers() -> None:
     assert all(p.returncode is not None for p in processes)
     with pytest.raises(CpuPoolError, match="closed"):
         await pool.run(render_markdown, "late")
+
+
+async def test_markdown_jobs_render_in_a_worker_and_fall_back_past_the_deadline(pool: CpuPool) -> None:
+    from hookshot_py.markdown import MarkdownJob, render_jobs, render_off_loop
+
+    jobs = [MarkdownJob("**a**", inline=True), MarkdownJob("<b>x</b> ![i](http://e.example/i.png)", sanitize=True)]
+    assert await render_off_loop(pool, jobs, what="test") == render_jobs(jobs)
+    assert await render_off_loop(pool, [], what="test") == []
+    pool.deadline = 0.3
+    task = asyncio.create_task(render_off_loop(pool, [MarkdownJob(HOSTILE)], what="test"))
+    while pool.busy < 1:  # the render is running in a worker, not on this loop
+        assert not task.done()
+        await asyncio.sleep(0.005)
+    assert await task is None

@@ -3,7 +3,8 @@
 State (key `instance/repo`): `instance` (a key of `barkeep.instances`), `repo` (the repository's
 name on Barkeep), `events` (`approvals`, `comments`), `commandPrefix` (default `!barkeep`) and,
 optionally, `gitUrl`: given when the connection is created, the bridge asks Barkeep to clone and
-track that repository (`POST /api/add_repo`, with the instance's admin key from the config).
+track that repository (`POST /api/add_repo`, with the instance's admin key from the config). A
+room member's URL is a request Barkeep makes inside its network: `giturl.py` says which are refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from hookshot_py.barkeep.accounts import BarkeepAccounts
 from hookshot_py.barkeep.commands import RepoCommands
 from hookshot_py.barkeep.errors import BarkeepError
+from hookshot_py.barkeep.giturl import GitUrlError, check_git_url, check_resolved, parse_git_url
 from hookshot_py.barkeep.repo import (
     DEFAULT_PREFIX,
     EVENT_TYPE,
@@ -31,7 +33,8 @@ from hookshot_py.commands.registry import CommandRegistry, commands_of
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.connections.validation import command_prefix, unknown_fields
-from hookshot_py.errors import ApiError, ErrCode, ValidationIssue
+from hookshot_py.errors import ApiError, ErrCode, ValidationIssue, validation_error
+from hookshot_py.net.guard import UrlPolicy
 
 __all__ = ["EVENT_TYPE", "BarkeepRepoType", "api_error", "events_of", "repo_name_of_url", "repo_problem"]
 
@@ -63,8 +66,11 @@ class BarkeepRepoType(ConnectionType[RepoConfig]):
     service_label = "Barkeep"
     default_command_prefix = DEFAULT_PREFIX
 
-    def __init__(self, accounts: BarkeepAccounts, store: WatchStore, manager: ConnectionManager) -> None:
+    def __init__(
+        self, accounts: BarkeepAccounts, store: WatchStore, manager: ConnectionManager, policy: UrlPolicy | None = None
+    ) -> None:
         self.accounts = accounts
+        self.policy = policy if policy is not None else UrlPolicy()
         self.config = accounts.config
         self.store = store
         self.manager = manager
@@ -114,6 +120,8 @@ class BarkeepRepoType(ConnectionType[RepoConfig]):
                 c.isspace() for c in git_url
             ):
                 issues.append(ValidationIssue("/gitUrl", "must be a git URL without spaces"))
+            elif (problem := self._git_url_problem(git_url, existing, is_new)) is not None:
+                issues.append(ValidationIssue("/gitUrl", problem))
             elif is_new and existing is None and isinstance(repo, str) and repo_name_of_url(git_url) != repo:
                 issues.append(
                     ValidationIssue(
@@ -124,6 +132,17 @@ class BarkeepRepoType(ConnectionType[RepoConfig]):
                 )
             normalized["gitUrl"] = git_url
         return normalized, issues
+
+    def _git_url_problem(self, git_url: str, existing: Connection | None, is_new: bool) -> str | None:
+        """Why Barkeep must not be asked to clone `git_url` (checked when a user sets it; state
+        written by hand is never sent to Barkeep)."""
+        if not is_new or (existing is not None and existing.state.get("gitUrl") == git_url):
+            return None
+        try:
+            check_git_url(git_url, self.policy)
+        except GitUrlError as e:
+            return e.message
+        return None
 
     def state_key(self, state: dict[str, Any]) -> str:
         return f"{state['instance']}/{state['repo']}"
@@ -155,6 +174,11 @@ class BarkeepRepoType(ConnectionType[RepoConfig]):
                     f"did not ask Barkeep to track {git_url}: a Barkeep admin must add the repository."
                 ]
             )
+        try:
+            await check_resolved(parse_git_url(git_url), self.policy)
+        except GitUrlError as e:
+            log.warning("Refusing to ask Barkeep to clone %s for %s: %s", git_url, user_id, e.message)
+            raise validation_error([ValidationIssue("/gitUrl", e.message)]) from None
         try:
             answer = await client.add_repo(git_url)
         except BarkeepError as e:

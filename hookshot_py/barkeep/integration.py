@@ -24,7 +24,7 @@ class BarkeepIntegration(Integration):
         self.services = services
         self.accounts = BarkeepAccounts(config, services.http, services.tokens)
         self.store = WatchStore(services.db)
-        self.repos = BarkeepRepoType(self.accounts, self.store, services.manager)
+        self.repos = BarkeepRepoType(self.accounts, self.store, services.manager, services.url_policy)
         self.poller = BarkeepPoller(
             self.accounts, self.store, services.manager, services.outbox, float(config.poll_interval_seconds)
         )

@@ -18,7 +18,7 @@ from hookshot_py.feeds.fetch import FeedFetcher
 from hookshot_py.feeds.poller import FeedPoller
 from hookshot_py.feeds.store import FeedStore
 from hookshot_py.integration import Integration
-from hookshot_py.net.guard import UrlPolicy, guarded_session
+from hookshot_py.net.guard import guarded_session
 from hookshot_py.services import Services
 
 
@@ -27,8 +27,7 @@ class FeedsIntegration(Integration):
 
     def __init__(self, services: Services, config: FeedsConfig) -> None:
         self.services = services
-        outbound = services.config.outbound_urls
-        policy = UrlPolicy.create(outbound.allowed_hosts, outbound.allowed_ip_ranges)
+        policy = services.url_policy
         # Redirects, time limits and decompression are handled per fetch (fetch.py).
         self.session = guarded_session(
             policy,

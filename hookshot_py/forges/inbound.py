@@ -12,7 +12,8 @@ The order is the point: a stranger can send anything, so a route
    opens that project's rooms only).
 No step answers 5xx to bad input. The verification functions are here so that each forge's
 `inbound.py` is a thin route: GitHub's and JIRA's HMAC headers (`verify_hub_signature`),
-GitFlic's and GitLab's plain tokens (`token_matches`).
+GitFlic's and GitLab's plain tokens (`token_matches`). A route with large bodies parses and
+reads them in a CPU-pool worker (`read_in_worker`), so the event loop never holds the payload.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote_plus
 
+from hookshot_py import jsonsafe
+from hookshot_py.cpu_pool import CpuBusy, CpuPool, CpuPoolError
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.listeners.http import read_body
 
@@ -34,6 +38,7 @@ __all__ = [
     "hub_signature",
     "parse_json_object",
     "read_body",
+    "read_in_worker",
     "sign_sha1",
     "sign_sha256",
     "string_values",
@@ -47,6 +52,11 @@ __all__ = [
 MAX_JSON_DEPTH = 64
 #: Bodies larger than this are hashed in a worker thread, so the event loop keeps answering.
 OFF_LOOP_BYTES = 1024 * 1024
+#: Bodies larger than this are read in the CPU pool's heavy lane, never holding up small ones.
+LIGHT_BODY_BYTES = 64 * 1024
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _HEX = {"sha256": 64, "sha1": 40}
 _DIGESTS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
@@ -167,32 +177,31 @@ def form_payload(raw: bytes) -> bytes:
 
 
 def parse_json_object(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
-    """A delivery's JSON object; 400 (`HS_BAD_VALUE`) for anything else, including nesting
-    deeper than `max_depth` and the non-JSON constants NaN and Infinity."""
+    """A delivery's JSON object (`jsonsafe.loads`); 400 (`HS_BAD_VALUE`) for anything else,
+    including nesting deeper than `max_depth` and the non-JSON constants NaN and Infinity."""
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise ApiError(ErrCode.BAD_VALUE, f"The delivery's body is nested deeper than {max_depth} levels.") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ApiError(ErrCode.BAD_VALUE, f"The delivery's body is not valid JSON: {e}") from None
+        data = jsonsafe.loads(raw, max_depth=max_depth)
+    except jsonsafe.JsonError as e:
+        if e.kind == "depth":
+            message = f"The delivery's body is nested deeper than {max_depth} levels."
+        else:
+            message = f"The delivery's body is not valid JSON: {e.detail}"
+        raise ApiError(ErrCode.BAD_VALUE, message) from None
     if not isinstance(data, dict):
         raise ApiError(ErrCode.BAD_VALUE, "The delivery's body must be a JSON object.")
-    if _too_deep(data, max_depth):
-        raise ApiError(ErrCode.BAD_VALUE, f"The delivery's body is nested deeper than {max_depth} levels.")
     return data
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _too_deep(data: Any, max_depth: int) -> bool:
-    """Whether `data` nests deeper than `max_depth` (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            if depth > max_depth:
-                return True
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return False
+async def read_in_worker(cpu: CpuPool, size: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` (a module-level function reading a verified body of `size` bytes)
+    in a CPU-pool worker, the heavy lane for a large body. A body the worker cannot read within
+    its deadline or memory was built to cost more than any real delivery: 413. A busy pool: 429."""
+    run = cpu.run_heavy if size > LIGHT_BODY_BYTES else cpu.run
+    try:
+        return await run(fn, *args, **kwargs)
+    except CpuBusy:
+        message = "The bridge is too busy to read this delivery now; retry later."
+        raise ApiError(ErrCode.LIMIT_EXCEEDED, message) from None
+    except CpuPoolError as e:
+        log.warning("Refusing a delivery of %d bytes: %s", size, e)
+        raise ApiError(ErrCode.TOO_LARGE, "The delivery cannot be read within the bridge's limits.") from None

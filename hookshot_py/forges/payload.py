@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Payload", "PayloadError", "json_type_name"]
+__all__ = ["Payload", "PayloadError", "json_type_name", "push_summary"]
 
 
 class PayloadError(ValueError):
@@ -92,3 +92,29 @@ class Payload:
         if not isinstance(value, list):
             raise PayloadError(self._child_path(key), f"expected array, got {json_type_name(value)}")
         return [Payload(item, f"{self._child_path(key)}[{i}]") for i, item in enumerate(value)]
+
+
+def _ids_of(value: Any) -> list[dict[str, str]]:
+    items = value if isinstance(value, list) else []
+    return [{"id": c["id"]} for c in items if isinstance(c, dict) and isinstance(c.get("id"), str)]
+
+
+def _id_of(value: Any) -> dict[str, str] | None:
+    return {"id": value["id"]} if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+
+
+def _scalars(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if isinstance(v, str | int | float | bool) or v is None}
+
+
+def push_summary(payload: dict[str, Any]) -> dict[str, Any]:
+    """What push listeners get of a push delivery (so a 25 MiB body never crosses from a
+    CPU-pool worker): its top-level scalars (`ref`, `before`, `after`...) and the commit ids, in
+    GitHub's shape (`commits[].id`, `head_commit.id`) and GitFlic's (`push{...}` likewise)."""
+    summary = _scalars(payload)
+    summary["commits"] = _ids_of(payload.get("commits"))
+    summary["head_commit"] = _id_of(payload.get("head_commit"))
+    push = payload.get("push")
+    if isinstance(push, dict):
+        summary["push"] = {**_scalars(push), "commits": _ids_of(push.get("commits"))}
+    return summary

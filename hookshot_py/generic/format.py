@@ -17,6 +17,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
+from hookshot_py.generic.payload import parse_body
 from hookshot_py.markdown import html_to_text, render_markdown, sanitize_html
 from hookshot_py.matrix.mentions import MENTIONS_KEY
 
@@ -27,6 +28,7 @@ __all__ = [
     "content_size",
     "fit_to_event_size",
     "js_number",
+    "render_body",
     "render_fallback",
     "render_message",
     "sanitise_for_matrix",
@@ -225,6 +227,15 @@ def render_message(
     if mentions is not None:
         content[MENTIONS_KEY] = mentions
     return fit_to_event_size(content)
+
+
+def render_body(
+    content_type: str | None, raw: bytes, *, hook_name: str, include_hook_body: bool, msgtype: str = "m.notice"
+) -> dict[str, Any]:
+    """`render_message` of a POST/PUT body, parsing it first (`parse_body`): one CPU-pool call
+    for a hook that only renders what it receives. Raises `PayloadError` for an unreadable body."""
+    data = parse_body("POST", content_type, raw, {})
+    return render_message(data, hook_name=hook_name, include_hook_body=include_hook_body, msgtype=msgtype)
 
 
 def render_fallback(data: object, *, msgtype: str = "m.notice") -> dict[str, Any]:

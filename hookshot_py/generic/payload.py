@@ -8,7 +8,6 @@ unknown, and a precise `PayloadError` instead of a generic 400 for anything unre
 from __future__ import annotations
 
 import codecs
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,7 +15,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.parsers import expat
 
-__all__ = ["MAX_FORM_FIELDS", "MAX_JSON_DEPTH", "MAX_XML_DEPTH", "PayloadError", "parse_body", "scrub_surrogates"]
+from hookshot_py import jsonsafe
+
+__all__ = ["MAX_FORM_FIELDS", "MAX_JSON_DEPTH", "MAX_XML_DEPTH", "PayloadError", "parse_body"]
 
 # body-parser's `parameterLimit` default for urlencoded bodies.
 MAX_FORM_FIELDS = 1000
@@ -38,7 +39,6 @@ _CHARSETS = frozenset(
         "gb18030", "big5", "euc-jp", "iso-2022-jp", "shift-jis", "euc-kr",
     )
 )  # fmt: skip
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -154,62 +154,25 @@ def _decode(raw: bytes, charset: str | None) -> str:
 
 def _scrub(text: str) -> str:
     """Replace lone surrogates (from `\\ud800`-style escapes), which cannot be sent as UTF-8."""
-    return _LONE_SURROGATE.sub("\ufffd", text) if _LONE_SURROGATE.search(text) else text
+    scrubbed: str = jsonsafe.without_surrogates(text)
+    return scrubbed
 
 
-# --- JSON -----------------------------------------------------------------------------------
-
-
-class _NonFiniteJson(ValueError):
-    pass
-
-
-def _refuse_constant(name: str) -> float:
-    raise _NonFiniteJson(f"{name} is not a JSON value")
+# --- JSON ---------------------------------------------------------------------------------------
 
 
 def _parse_json(text: str) -> object:
+    """`jsonsafe.loads` with generic webhooks' depth limit and wording; lone surrogates (which
+    only `\\uD800`-style escapes can produce) are replaced."""
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as e:
-        raise PayloadError(f"Body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except _NonFiniteJson as e:
-        raise PayloadError(f"Body is not valid JSON: {e}") from None
-    except RecursionError:
-        raise PayloadError(f"Body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
-        raise PayloadError(f"Body is not valid JSON: {e}") from None
-    return _check_json_tree(data, text)
-
-
-def _check_json_tree(data: object, text: str) -> object:
-    """Enforce the nesting limit (without recursion) and scrub lone surrogates."""
-    stack: list[tuple[object, int]] = [(data, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                raise PayloadError(f"Body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children)
-    # Lone surrogates can only come from `\uD800`-style escapes; skip the rebuild without them.
-    return _scrub_tree(data) if _SURROGATE_ESCAPE.search(text) else data
-
-
-def scrub_surrogates(data: object) -> object:
-    """Replace lone surrogates in every string of JSON-like `data` (they cannot be sent as UTF-8)."""
-    return _scrub_tree(data)
-
-
-def _scrub_tree(data: object) -> object:
-    """`_scrub` every string of an (already depth-checked) tree, keeping key order."""
-    if isinstance(data, str):
-        return _scrub(data)
-    if isinstance(data, list):
-        return [_scrub_tree(item) for item in data]
-    if isinstance(data, dict):
-        return {_scrub(key): _scrub_tree(value) for key, value in data.items()}
-    return data
+        data = jsonsafe.loads(text, max_depth=MAX_JSON_DEPTH)
+    except jsonsafe.JsonError as e:
+        if e.kind == "syntax":
+            raise PayloadError(f"Body is not valid JSON: {e.detail} at line {e.line} column {e.column}") from None
+        if e.kind == "depth":
+            raise PayloadError(f"Body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise PayloadError(f"Body is not valid JSON: {e.detail}") from None
+    return jsonsafe.without_surrogates(data) if _SURROGATE_ESCAPE.search(text) else data
 
 
 # --- form -----------------------------------------------------------------------------------

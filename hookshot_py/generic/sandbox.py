@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hookshot_py.generic.payload import scrub_surrogates
+from hookshot_py import jsonsafe
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class JsSandbox:
         try:
             if kind == "object":
                 value = json.loads(value)
-            return JsResult(kind, scrub_surrogates(value))
+            return JsResult(kind, jsonsafe.without_surrogates(value))
         except RecursionError:
             raise JsError("error", "the result is nested too deeply") from None
 

@@ -26,7 +26,7 @@ from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.cpu_pool import CpuPool, CpuPoolError
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.generic.connection import GenericHookType, HookConfig
-from hookshot_py.generic.format import render_fallback, render_message
+from hookshot_py.generic.format import render_body, render_fallback, render_message
 from hookshot_py.generic.payload import PayloadError, parse_body
 from hookshot_py.generic.sandbox import JsError, SandboxBusy
 from hookshot_py.generic.transform import (
@@ -104,12 +104,12 @@ class GenericWebhooks:
         if hook.expired():
             raise ApiError(ErrCode.NOT_FOUND, "This hook has expired", {"ok": False})
         raw = b"" if request.method == "GET" else await read_body(request, self.config.payload_size_limit)
-        try:
-            data = parse_body(request.method, request.headers.get("Content-Type"), raw, request.query)
-        except PayloadError as e:
-            raise ApiError(ErrCode.BAD_VALUE, str(e), {"ok": False}) from e
-
+        content_type = request.headers.get("Content-Type")
         big = len(raw) > LIGHT_BODY_BYTES
+        if hook.transformation_function is None and request.method != "GET":
+            outcome = _Outcome(await self._render_body(conn, hook, content_type, raw, big=big))
+            return await self._deliver(conn, hook, outcome)
+        data = _parse(request.method, content_type, raw, request)
         if hook.transformation_function is not None:
             outcome = await self._transform(conn, hook, hook_id, data, big=big)
         else:
@@ -117,6 +117,24 @@ class GenericWebhooks:
         return await self._deliver(conn, hook, outcome)
 
     # -- making the message ---------------------------------------------------------------------
+
+    async def _render_body(
+        self, conn: Connection, hook: HookConfig, content_type: str | None, raw: bytes, *, big: bool
+    ) -> dict[str, Any]:
+        """The body parsed and rendered in one CPU-pool call: the event loop never holds a body
+        it only renders (parsing and pickling a MiB of small JSON objects took it 0.1 s and
+        more). Past the deadline the body is parsed here and posted as plain text."""
+        render = self.cpu.run_heavy if big else self.cpu.run
+        try:
+            return await render(
+                render_body, content_type, raw, hook_name=conn.state_key, include_hook_body=hook.include_hook_body,
+                msgtype=hook.msgtype,
+            )
+        except PayloadError as e:
+            raise ApiError(ErrCode.BAD_VALUE, str(e), {"ok": False}) from e
+        except CpuPoolError as e:
+            log.warning("Webhook %r: %s; posting it as plain text", conn.state_key, e)
+            return render_fallback(_parse("POST", content_type, raw), msgtype=hook.msgtype)
 
     async def _render(self, conn: Connection, hook: HookConfig, data: object, *, big: bool) -> dict[str, Any]:
         """Markdown and HTML cost CPU the sender controls: off the event loop, with a deadline;
@@ -209,6 +227,13 @@ class GenericWebhooks:
         if not wait:
             return web.json_response({"ok": True}, status=202)
         return web.json_response({"ok": True, **({"eventId": event_id} if event_id else {})}, status=200)
+
+
+def _parse(method: str, content_type: str | None, raw: bytes, request: web.Request | None = None) -> object:
+    try:
+        return parse_body(method, content_type, raw, request.query if request is not None else {})
+    except PayloadError as e:
+        raise ApiError(ErrCode.BAD_VALUE, str(e), {"ok": False}) from e
 
 
 def _script_response(response: WebhookResponse) -> web.Response:

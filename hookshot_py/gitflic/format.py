@@ -14,7 +14,8 @@ GitFlic's web pages, not a documented API.
 A message is built from small typed pieces rendered to a markdown `body` in which payload text
 is escaped (titles, names and branches can never inject markup or links); the HTML is that body
 through `render_markdown`, as for every other service. Quoted comments are the exception: they
-are the author's markdown and are rendered as such, then sanitised.
+are the author's markdown and are rendered as such, then sanitised. `delivery_job` stops before
+the rendering, which the webhook route does off the event loop.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from hookshot_py.gitflic.models import Delivery
-from hookshot_py.markdown import render_markdown, sanitize_html
+from hookshot_py.markdown import MarkdownJob, render_jobs
 
 QUOTE_LIMIT = 256
 COMMIT_LIST_LIMIT = 5
@@ -100,8 +101,8 @@ def _piece_md(piece: _Piece) -> str:
     return f"[{label}]({_md_url(piece.url)})" if piece.url else label
 
 
-def _render(msg: _Message) -> tuple[str, str]:
-    """(markdown body, HTML): the HTML is the body rendered like every other hookshot message."""
+def _job(msg: _Message) -> MarkdownJob:
+    """The markdown body, and how its HTML is rendered like every other hookshot message."""
     body = "".join(_piece_md(p) for p in msg.line)
     if msg.quote:
         # The excerpt is the author's own markdown: quoted as written, like hookshot does.
@@ -109,9 +110,9 @@ def _render(msg: _Message) -> tuple[str, str]:
     if msg.items:
         body += "".join("\n- " + "".join(_piece_md(p) for p in item) for item in msg.items)
     if "\n" not in body:
-        return body, render_markdown(body, inline=True)
+        return MarkdownJob(body, inline=True)
     # Quoted markdown is someone else's: keep only what Matrix allows (no foreign images...).
-    return body, sanitize_html(render_markdown(body))
+    return MarkdownJob(body, sanitize=True)
 
 
 # -- reading the payload ---------------------------------------------------------------------------
@@ -521,14 +522,22 @@ _BUILDERS: dict[str, Callable[[_Ctx], _Message]] = {
 }
 
 
-def format_delivery(
-    delivery: Delivery, *, instance_url: str, project: str | None = None
-) -> tuple[str, str]:
-    """(markdown body, HTML) for a delivery; unknown actions get a generic message.
+def delivery_job(delivery: Delivery, *, instance_url: str, project: str | None = None) -> MarkdownJob:
+    """The message for a delivery before its markdown is rendered: `text` is the body, and
+    rendering it costs CPU the sender controls (the route does it off the event loop).
+    Unknown actions get a generic message.
 
     `instance_url` is the instance's web address (`https://gitflic.ru`); `project` is the
     connection's `owner/project`, used when the payload does not name the project itself.
     """
     ctx = _context(delivery, instance_url, project)
     build = _BUILDERS.get(delivery.action) or _generic(delivery.action)
-    return _render(build(ctx))
+    return _job(build(ctx))
+
+
+def format_delivery(
+    delivery: Delivery, *, instance_url: str, project: str | None = None
+) -> tuple[str, str]:
+    """(markdown body, HTML) for a delivery: `delivery_job`, rendered on the spot."""
+    job = delivery_job(delivery, instance_url=instance_url, project=project)
+    return job.text, render_jobs([job])[0]

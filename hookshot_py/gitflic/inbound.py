@@ -5,18 +5,18 @@ GitFlic does not sign its deliveries: the webhook's secret arrives verbatim in t
 `Gitflic-Webhook-Secret` header (newer documentation also mentions a token in
 `Authorization`). So the secret is checked first, from the headers alone, against every
 project's (in constant time): a request carrying none, or none the bridge knows, gets 401
-before its body is parsed. The body (5 MiB at most) is then parsed with a depth limit; it names
-its project (`project{owner_alias, alias}`, or only `project_id` for a TEST_WEBHOOK), which must
-be the project whose secret came with it. The event name is the body's `action`; there is no
-event header. A delivery is answered only once its messages are committed outbox rows, so a 200
-means they will reach the rooms.
+before its body is parsed. The body (5 MiB at most) is then parsed with a depth limit, in a
+CPU-pool worker (`digest.py`: the event loop never holds the payload); it names its project
+(`project{owner_alias, alias}`, or only `project_id` for a TEST_WEBHOOK), which must be the
+project whose secret came with it. The event name is the body's `action`; there is no
+event header. Messages are rendered off the event loop (plain text past the CPU pool's deadline).
+A delivery is answered only once its messages are committed outbox rows, so a 200 means they
+will reach the rooms.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -26,13 +26,15 @@ from typing import Any
 from aiohttp import web
 
 from hookshot_py.config import GitFlicConfig
+from hookshot_py.cpu_pool import CpuPool
 from hookshot_py.errors import ApiError, ErrCode
-from hookshot_py.forges.inbound import parse_json_object, read_body
+from hookshot_py.forges.inbound import read_body, read_in_worker
 from hookshot_py.forges.webhooks import HookRow
 from hookshot_py.gitflic.connection import GitFlicProjectType
-from hookshot_py.gitflic.format import format_delivery
+from hookshot_py.gitflic.digest import Target, digest_delivery
 from hookshot_py.gitflic.hooks import WEBHOOK_PATH, GitFlicProjectHooks
 from hookshot_py.gitflic.models import Delivery, is_wanted
+from hookshot_py.markdown import render_off_loop
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
 from hookshot_py.services import PushListener
 
@@ -40,12 +42,6 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "Gitflic-Webhook-Secret"
 _AUTH_SCHEME = re.compile(r"^(?:token|bearer)\s+", re.IGNORECASE)
-# `https://gitflic.ru/project/{owner}/{alias}.git` — the clone URL names the project too.
-_TRANSPORT_PATH = re.compile(r"/project/([^/]+)/([^/]+?)(?:\.git)?/?$")
-
-
-class DeliveryError(Exception):
-    """The body is not a GitFlic delivery; the message says why (for a 400 answer)."""
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -82,76 +78,11 @@ def verify_secret(headers: Mapping[str, str], expected_secret: str) -> bool:
     return any(results)
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def project_key_of(body: dict[str, Any]) -> str | None:
-    """`owner/project` from whichever fields name the project, lower-cased."""
-    project = body.get("project")
-    project = project if isinstance(project, dict) else {}
-    owner = _text(project.get("owner_alias")) or _text(project.get("ownerAlias")) or _text(body.get("owner_alias"))
-    alias = _text(project.get("alias")) or _text(project.get("project_alias")) or _text(body.get("project_alias"))
-    if owner and alias:
-        return f"{owner}/{alias}".lower()
-    for key in ("http_transport_url", "httpTransportUrl", "web_url", "url"):
-        url = _text(project.get(key))
-        if url and (match := _TRANSPORT_PATH.search(url.split("?", 1)[0])):
-            return f"{match.group(1)}/{match.group(2)}".lower()
-    return None
-
-
-def parse_delivery(raw: bytes) -> Delivery:
-    """Read a (verified) delivery body, depth limited; raises DeliveryError when it cannot be
-    routed."""
-    try:
-        body = parse_json_object(raw)
-    except ApiError as e:
-        raise DeliveryError(e.error) from e
-    action = body.get("action")
-    if not isinstance(action, str) or not action.strip():
-        raise DeliveryError("The body has no `action`.")
-    project = body.get("project")
-    project_id = _text(body.get("project_id")) or (
-        _text(project.get("project_id")) or _text(project.get("id")) if isinstance(project, dict) else None
-    )
-    key = project_key_of(body)
-    if key is None and project_id is None:
-        raise DeliveryError("The body does not identify a project (no `project` nor `project_id`).")
-    return Delivery(action=action.strip().upper(), project_key=key, project_id=project_id, raw=body)
-
-
 MAX_BODY_BYTES = 5 * 1024 * 1024  # a push of many commits is the largest delivery
-_TIME_KEYS = ("updated_at", "updatedAt", "created_at", "createdAt", "timestamp")
-_NOT_EVENT_OBJECTS = ("project", "sender", "user", "initiator", "author")
-
-
-def dedupe_key(delivery: Delivery) -> str | None:
-    """A key naming this occurrence, so that GitFlic retrying it posts it once; None when the
-    body cannot tell two occurrences apart.
-
-    GitFlic sends no delivery id. A body whose event object carries a timestamp (or a push its
-    `before`/`after` commits) describes one occurrence, and a retry repeats it byte for byte in
-    meaning: its canonical JSON, hashed, is the key. A TEST_WEBHOOK or a tag deletion carries
-    nothing of the kind and is never deduplicated: pressing "test" twice must show twice.
-    """
-    objects = [v for k, v in delivery.raw.items() if isinstance(v, dict) and k not in _NOT_EVENT_OBJECTS]
-    pinned = any(
-        any(isinstance(obj.get(t), str | int) and obj.get(t) for t in _TIME_KEYS)
-        or (isinstance(obj.get("before"), str) and isinstance(obj.get("after"), str))
-        for obj in objects
-    )
-    if not pinned:
-        return None
-    canonical = json.dumps(delivery.raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "gitflic:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:40]
-
-
-def notice(body: str, html: str) -> dict[str, Any]:
+def notice(body: str, html: str | None) -> dict[str, Any]:
+    """An `m.notice`; without `html` (the plain-text fallback) it has no formatted body."""
+    if html is None:
+        return {"msgtype": "m.notice", "body": body}
     return {
         "msgtype": "m.notice",
         "body": body,
@@ -175,6 +106,7 @@ class GitFlicWebhookRoute:
     hooks: GitFlicProjectHooks
     projects: GitFlicProjectType
     outbox: Outbox
+    cpu: CpuPool  # renders the messages' markdown off the event loop
     on_push: PushListener | None = None
 
     def add_routes(self, app: web.Application) -> None:
@@ -216,10 +148,14 @@ class GitFlicWebhookRoute:
             log.info("Refused a GitFlic delivery: no project has the secret it carries")
             raise ApiError(ErrCode.BAD_TOKEN, "Unknown project or wrong webhook secret.")
         raw = await read_body(request, MAX_BODY_BYTES)
-        try:
-            delivery = parse_delivery(raw)
-        except DeliveryError as e:
-            raise ApiError(ErrCode.BAD_VALUE, str(e)) from e
+        targets = [(row, conn) for row in holders for conn in self.projects.project_connections(row.key)]
+        digest = await read_in_worker(
+            self.cpu, len(raw), digest_delivery, raw,
+            [Target(self._instance_url(row), conn.state_key) for row, conn in targets],
+        )
+        if digest.error is not None:
+            raise ApiError(ErrCode.BAD_VALUE, digest.error)
+        delivery = Delivery(digest.action, digest.project_key, digest.project_id, raw={})
         row = self._owner(delivery, holders)
         if row is None:
             log.info("Refused a GitFlic %s delivery for %s: it carries another project's secret",
@@ -227,19 +163,25 @@ class GitFlicWebhookRoute:
             raise ApiError(ErrCode.BAD_TOKEN, "Unknown project or wrong webhook secret.")
         if delivery.project_id and _project_id(row) != delivery.project_id:
             row = await self.hooks.learn_project_id(row, delivery.project_id)
-        instance = self.config.instances.get(row.instance)
-        instance_url = instance.url if instance else ""
-        key = dedupe_key(delivery)
-        events: list[OutgoingEvent] = []
-        conns = self.projects.project_connections(row.key)
+        mine = [(i, conn) for i, (holder, conn) in enumerate(targets) if holder.key == row.key]
         if delivery.action in PUSH_ACTIONS and self.on_push is not None:
-            for conn in conns:
-                await self.on_push(conn.room_id, row.project, delivery.raw)
-        for conn in conns:
-            if not is_wanted(delivery.action, self.projects.hook_events(conn)):
-                continue
-            body, html = format_delivery(delivery, instance_url=instance_url, project=conn.state_key)
-            events.append(OutgoingEvent(conn.room_id, notice(body, html), dedupe_key=key))
+            for _, conn in mine:
+                await self.on_push(conn.room_id, row.project, digest.push or {})
+        wanted = [
+            (conn, digest.jobs[i]) for i, conn in mine if is_wanted(delivery.action, self.projects.hook_events(conn))
+        ]
+        html = await render_off_loop(
+            self.cpu, [job for _, job in wanted], what=f"GitFlic {delivery.action} delivery for {row.project}"
+        )
+        key = digest.dedupe_key
+        events = [
+            OutgoingEvent(conn.room_id, notice(job.text, None if html is None else html[i]), dedupe_key=key)
+            for i, (conn, job) in enumerate(wanted)
+        ]
         await self.outbox.enqueue(events)
         log.info("GitFlic %s for %s: posted to %d room(s)", delivery.action, row.project, len(events))
         return web.json_response({"ok": True, "rooms": len(events)})
+
+    def _instance_url(self, row: HookRow) -> str:
+        instance = self.config.instances.get(row.instance)
+        return instance.url if instance else ""

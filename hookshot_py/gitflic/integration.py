@@ -22,12 +22,15 @@ class GitFlicIntegration(Integration):
 
     def __init__(self, services: Services, config: GitFlicConfig) -> None:
         self.services = services
+        services.cpu.preload("hookshot_py.gitflic.digest")
         self.config = config
         self.hooks = GitFlicProjectHooks(
             config, services.db, services.secrets, services.tokens, services.http, services.gateway
         )
         self.projects = GitFlicProjectType(config, self.hooks)
-        self.route = GitFlicWebhookRoute(config, self.hooks, self.projects, services.outbox, on_push=services.push_seen)
+        self.route = GitFlicWebhookRoute(
+            config, self.hooks, self.projects, services.outbox, services.cpu, on_push=services.push_seen
+        )
 
     def connection_types(self) -> list[ConnectionType[Any]]:
         return [self.projects]

@@ -5,7 +5,8 @@ connection's typed config (`RepoConfig`, parsed once when the connection was loa
 the connection's filters and returns the message, or None when the connection does not want it.
 Things hookshot does with side effects are left to the caller: debouncing `issues.labeled`
 (5 s), fetching a PR diff (pass it as `pr_diff`, see `pr_diff_url`) and looking up a closing
-comment.
+comment. `build_event` is the same without the markdown rendering, which costs CPU the sender
+controls: the webhook route renders its `Draft`s off the event loop.
 
 Filters, in order:
 - `enableHooks` through `HookFilter`, with the candidate names of `candidate_hooks`. Events that
@@ -20,7 +21,7 @@ Filters, in order:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -29,20 +30,23 @@ from urllib.parse import quote
 from hookshot_py.forges.filters import labels_allowed
 from hookshot_py.forges.payload import Payload, PayloadError
 from hookshot_py.github.labels import format_labels
-from hookshot_py.github.state import RepoConfig
-from hookshot_py.markdown import render_markdown
+from hookshot_py.github.state import RepoConfig, RepoSettings
+from hookshot_py.markdown import MarkdownJob, render_markdown
 
 __all__ = [
     "COMMENT_KEY",
+    "Draft",
     "FormattedMessage",
     "ISSUE_KEY",
     "PR_KEY",
     "PUSH_KEY",
     "PayloadError",
     "REPO_KEY",
+    "build_event",
     "candidate_hooks",
     "format_event",
     "pr_diff_url",
+    "with_pr_diff",
 ]
 
 REPO_KEY = "uk.half-shot.matrix-hookshot.github.repo"
@@ -72,25 +76,61 @@ WORKFLOW_CONCLUSION_TO_NOTICE: dict[str, str] = {
 
 @dataclass(frozen=True)
 class FormattedMessage:
-    """A notice ready to send: `extra` holds the `uk.half-shot.matrix-hookshot.github.*` keys."""
+    """A notice ready to send: `extra` holds the `uk.half-shot.matrix-hookshot.github.*` keys.
+    `html` is None for the plain-text fallback (the markdown could not be rendered in time)."""
 
     body: str
-    html: str
+    html: str | None
     external_url: str | None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_content(self) -> dict[str, Any]:
         """The `m.room.message` content, as hookshot sends it."""
-        content: dict[str, Any] = {
-            "msgtype": "m.notice",
-            "body": self.body,
-            "format": "org.matrix.custom.html",
-            "formatted_body": self.html,
-        }
+        content: dict[str, Any] = {"msgtype": "m.notice", "body": self.body}
+        if self.html is not None:
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = self.html
         if self.external_url is not None:
             content["external_url"] = self.external_url
         content.update(self.extra)
         return content
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message whose markdown is not rendered yet. Rendering costs CPU that the sender
+    controls (release notes, titles, comments), so the webhook route renders `job` off the
+    event loop (`markdown.render_off_loop`) and calls `finish` with the HTML, or `plain`."""
+
+    text: str  # markdown: the body, and the source of the HTML
+    inline: bool
+    external_url: str | None
+    extra: dict[str, Any]
+    labels_plain: str = ""
+    labels_html: str = ""
+    suffix_text: str = ""
+    suffix_html: str = ""
+
+    @property
+    def job(self) -> MarkdownJob:
+        return MarkdownJob(self.text, inline=self.inline)
+
+    def _body(self) -> str:
+        labels = f" with labels {self.labels_plain}" if self.labels_plain else ""
+        return self.text + labels + self.suffix_text
+
+    def finish(self, html: str) -> FormattedMessage:
+        """The message, `html` being `job` rendered."""
+        labels = f" with labels {self.labels_html}" if self.labels_plain else ""
+        return FormattedMessage(self._body(), html + labels + self.suffix_html, self.external_url, self.extra)
+
+    def render(self) -> FormattedMessage:
+        """The message rendered here and now (for trusted or short text)."""
+        return self.finish(render_markdown(self.text, inline=self.inline))
+
+    def plain(self) -> FormattedMessage:
+        """The message without HTML: what is posted when rendering failed."""
+        return FormattedMessage(self._body(), None, self.external_url, self.extra)
 
 
 @dataclass(frozen=True)
@@ -127,18 +167,20 @@ def _message(
     labels: list[Payload] | None = None,
     suffix_text: str = "",
     suffix_html: str = "",
-) -> FormattedMessage:
-    body, html_out = text, render_markdown(text, inline=inline)
+) -> Draft:
+    labels_plain = labels_html = ""
     if labels:
         rendered = format_labels(label.raw for label in labels)
-        if rendered.plain:
-            body += f" with labels {rendered.plain}"
-            html_out += f" with labels {rendered.html}"
-    return FormattedMessage(
-        body=body + suffix_text,
-        html=html_out + suffix_html,
-        external_url=external_url,
-        extra=extra,
+        labels_plain, labels_html = rendered.plain, rendered.html
+    return Draft(
+        text,
+        inline,
+        external_url,
+        extra,
+        labels_plain=labels_plain,
+        labels_html=labels_html,
+        suffix_text=suffix_text,
+        suffix_html=suffix_html,
     )
 
 
@@ -216,7 +258,7 @@ def _issue_room_link(ctx: _Ctx, number: int) -> str:
     return f" [Issue Room](https://matrix.to/#/#github_{org}_{repo}_{number}:{ctx.domain})"
 
 
-def _issue_opened(ctx: _Ctx) -> FormattedMessage | None:
+def _issue_opened(ctx: _Ctx) -> Draft | None:
     issue = ctx.p.obj("issue")
     text = (
         f"📥 **{issue.obj('user').text('login')}** created new issue {_ref(ctx, issue)}: "
@@ -236,7 +278,7 @@ def _issue_opened(ctx: _Ctx) -> FormattedMessage | None:
     )
 
 
-def _issue_state_change(ctx: _Ctx) -> FormattedMessage | None:
+def _issue_state_change(ctx: _Ctx) -> Draft | None:
     issue = ctx.p.obj("issue")
     verb, icon = ("reopened", "🔷") if ctx.action == "reopened" else ("closed", "⬛")
     text = f'{icon} **{ctx.sender}** {verb} issue {_ref(ctx, issue)}: "{issue.text("title")}"'
@@ -245,7 +287,7 @@ def _issue_state_change(ctx: _Ctx) -> FormattedMessage | None:
     )
 
 
-def _issue_edited(ctx: _Ctx) -> FormattedMessage | None:
+def _issue_edited(ctx: _Ctx) -> Draft | None:
     issue = ctx.p.obj("issue")
     text = f'✏️ **{ctx.sender}** edited issue {_ref(ctx, issue)}: "{issue.text("title")}"'
     return _message(
@@ -253,7 +295,7 @@ def _issue_edited(ctx: _Ctx) -> FormattedMessage | None:
     )
 
 
-def _issue_labeled(ctx: _Ctx) -> FormattedMessage | None:
+def _issue_labeled(ctx: _Ctx) -> Draft | None:
     # hookshot posts "labeled" only for rooms that opted into specific labels.
     including = ctx.config.including_labels
     label = ctx.p.opt_obj("label")
@@ -285,7 +327,7 @@ def _within_creation_grace(issue: Payload) -> bool:
     return delta.total_seconds() < CREATED_GRACE_PERIOD_S
 
 
-def _issue_comment(ctx: _Ctx) -> FormattedMessage | None:
+def _issue_comment(ctx: _Ctx) -> Draft | None:
     issue = ctx.p.obj("issue")
     comment = ctx.p.obj("comment")
     comment_url = comment.opt_text("html_url") or issue.text("html_url")
@@ -298,7 +340,7 @@ def _issue_comment(ctx: _Ctx) -> FormattedMessage | None:
     return _message(text, inline=False, external_url=comment_url, extra=extra)
 
 
-def _commit_comment(ctx: _Ctx) -> FormattedMessage | None:
+def _commit_comment(ctx: _Ctx) -> Draft | None:
     comment = ctx.p.obj("comment")
     sha = comment.text("commit_id")
     commit_url = f"{ctx.repo.text('html_url')}/commit/{sha}"
@@ -315,33 +357,33 @@ def _commit_comment(ctx: _Ctx) -> FormattedMessage | None:
 # --- pull requests ----------------------------------------------------------------------------
 
 
-def _pr_opened(ctx: _Ctx) -> FormattedMessage | None:
+def _pr_opened(ctx: _Ctx) -> Draft | None:
     pr = ctx.p.obj("pull_request")
     verb, icon = ("drafted", "⚪") if pr.flag("draft") else ("opened", "🔵")
     text = f'{icon} **{ctx.sender}** {verb} a new PR {_ref(ctx, pr)}: "{pr.text("title")}"'
-    suffix_text = suffix_html = ""
-    diff = ctx.pr_diff
-    settings = ctx.config.settings
-    if settings.pr_diff_enabled and diff is not None:
-        # hookshot counts lines with split("/n") and so never enforces maxLines; we do.
-        if len(diff.splitlines()) <= settings.pr_diff_max_lines:
-            suffix_text = f"\n``` diff\n{diff}\n```"
-            suffix_html = f'\n<pre><code class="language-diff">{escape(diff)}\n</code></pre>'
-    return _message(
-        text,
-        inline=True,
-        external_url=pr.text("html_url"),
-        extra=_pr_extra(ctx.repo, pr),
-        labels=pr.objs("labels"),
-        suffix_text=suffix_text,
-        suffix_html=suffix_html,
+    draft = _message(
+        text, inline=True, external_url=pr.text("html_url"), extra=_pr_extra(ctx.repo, pr), labels=pr.objs("labels")
+    )
+    return with_pr_diff(draft, ctx.pr_diff, ctx.config.settings)
+
+
+def with_pr_diff(draft: Draft, diff: str | None, settings: RepoSettings) -> Draft:
+    """An opened PR's message with its diff appended, for a room with `prDiff` enabled and a
+    diff short enough. (Escaped, not rendered: no CPU the sender controls.)"""
+    # hookshot counts lines with split("/n") and so never enforces maxLines; we do.
+    if not settings.pr_diff_enabled or diff is None or len(diff.splitlines()) > settings.pr_diff_max_lines:
+        return draft
+    return replace(
+        draft,
+        suffix_text=f"\n``` diff\n{diff}\n```",
+        suffix_html=f'\n<pre><code class="language-diff">{escape(diff)}\n</code></pre>',
     )
 
 
-def _pr_simple(template: str, *, inline: bool) -> Callable[[_Ctx], FormattedMessage | None]:
+def _pr_simple(template: str, *, inline: bool) -> Callable[[_Ctx], Draft | None]:
     """A PR message: `template` filled with `sender`, `ref` (the linked PR) and `title`."""
 
-    def handler(ctx: _Ctx) -> FormattedMessage | None:
+    def handler(ctx: _Ctx) -> Draft | None:
         pr = ctx.p.obj("pull_request")
         text = template.format(sender=ctx.sender, ref=_ref(ctx, pr), title=pr.text("title"))
         return _message(
@@ -351,7 +393,7 @@ def _pr_simple(template: str, *, inline: bool) -> Callable[[_Ctx], FormattedMess
     return handler
 
 
-def _pr_closed(ctx: _Ctx) -> FormattedMessage | None:
+def _pr_closed(ctx: _Ctx) -> Draft | None:
     pr = ctx.p.obj("pull_request")
     verb, icon = ("merged", "✳️") if pr.flag("merged") else ("closed", "⚫")
     text = f'{icon} **{ctx.sender}** {verb} PR {_ref(ctx, pr)}: "{pr.text("title")}"'
@@ -360,7 +402,7 @@ def _pr_closed(ctx: _Ctx) -> FormattedMessage | None:
     )
 
 
-def _pr_review_requested(ctx: _Ctx) -> FormattedMessage | None:
+def _pr_review_requested(ctx: _Ctx) -> Draft | None:
     pr = ctx.p.obj("pull_request")
     reviewer = ctx.p.opt_obj("requested_reviewer")
     team = ctx.p.opt_obj("requested_team")
@@ -379,7 +421,7 @@ def _pr_review_requested(ctx: _Ctx) -> FormattedMessage | None:
     )
 
 
-def _pr_reviewed(ctx: _Ctx) -> FormattedMessage | None:
+def _pr_reviewed(ctx: _Ctx) -> Draft | None:
     pr = ctx.p.obj("pull_request")
     review_state = ctx.p.obj("review").text("state").lower()
     # "commented" reviews fire for every review comment; hookshot ignores them, so do we.
@@ -395,7 +437,7 @@ def _pr_reviewed(ctx: _Ctx) -> FormattedMessage | None:
 # --- push, refs -------------------------------------------------------------------------------
 
 
-def _push(ctx: _Ctx) -> FormattedMessage | None:
+def _push(ctx: _Ctx) -> Draft | None:
     p = ctx.p
     ref = p.text("ref")
     kind, name = _short_ref(ref)
@@ -440,7 +482,7 @@ def _push(ctx: _Ctx) -> FormattedMessage | None:
     return _message(body, inline=False, external_url=compare, extra=extra)
 
 
-def _ref_created(ctx: _Ctx) -> FormattedMessage | None:
+def _ref_created(ctx: _Ctx) -> Draft | None:
     ref = ctx.p.text("ref")
     kind = ctx.p.text("ref_type")
     base = ctx.repo.text("html_url")
@@ -454,7 +496,7 @@ def _ref_created(ctx: _Ctx) -> FormattedMessage | None:
     return _message(text, inline=True, external_url=url, extra=_repo_extra(ctx.repo))
 
 
-def _ref_deleted(ctx: _Ctx) -> FormattedMessage | None:
+def _ref_deleted(ctx: _Ctx) -> Draft | None:
     ref = ctx.p.text("ref")
     kind = ctx.p.text("ref_type")
     text = f"🗑️ **{ctx.sender}** deleted {kind} `{ref}` in {ctx.repo_name}"
@@ -468,8 +510,8 @@ def _ref_deleted(ctx: _Ctx) -> FormattedMessage | None:
 
 def _release(
     icon: str, verb: str, *, drafts_only: bool
-) -> Callable[[_Ctx], FormattedMessage | None]:
-    def handler(ctx: _Ctx) -> FormattedMessage | None:
+) -> Callable[[_Ctx], Draft | None]:
+    def handler(ctx: _Ctx) -> Draft | None:
         release = ctx.p.obj("release")
         if drafts_only and not release.flag("draft"):
             # A published release also arrives as `release.published`; post that one only.
@@ -485,7 +527,7 @@ def _release(
     return handler
 
 
-def _workflow_run(ctx: _Ctx) -> FormattedMessage | None:
+def _workflow_run(ctx: _Ctx) -> Draft | None:
     run = ctx.p.obj("workflow_run")
     workflow = ctx.p.opt_obj("workflow")
     name = run.opt_text("name") or (workflow.text("name") if workflow else run.text("name"))
@@ -504,28 +546,28 @@ def _workflow_run(ctx: _Ctx) -> FormattedMessage | None:
 # --- repository activity ----------------------------------------------------------------------
 
 
-def _fork(ctx: _Ctx) -> FormattedMessage | None:
+def _fork(ctx: _Ctx) -> Draft | None:
     forkee = ctx.p.obj("forkee")
     url = forkee.text("html_url")
     text = f"🍴 **{ctx.sender}** forked {ctx.repo_name} to [{forkee.text('full_name')}]({url})"
     return _message(text, inline=True, external_url=url, extra=_repo_extra(ctx.repo))
 
 
-def _starred(ctx: _Ctx) -> FormattedMessage | None:
+def _starred(ctx: _Ctx) -> Draft | None:
     text = f"⭐ **{ctx.sender}** starred {ctx.repo_name}"
     return _message(
         text, inline=True, external_url=ctx.repo.text("html_url"), extra=_repo_extra(ctx.repo)
     )
 
 
-def _unstarred(ctx: _Ctx) -> FormattedMessage | None:
+def _unstarred(ctx: _Ctx) -> Draft | None:
     text = f"💔 **{ctx.sender}** unstarred {ctx.repo_name}"
     return _message(
         text, inline=True, external_url=ctx.repo.text("html_url"), extra=_repo_extra(ctx.repo)
     )
 
 
-def _gollum(ctx: _Ctx) -> FormattedMessage | None:
+def _gollum(ctx: _Ctx) -> Draft | None:
     pages = ctx.p.objs("pages")
     if not pages:
         return None
@@ -545,7 +587,7 @@ def _gollum(ctx: _Ctx) -> FormattedMessage | None:
     return _message(text, inline=True, external_url=url, extra=_repo_extra(ctx.repo))
 
 
-def _member(ctx: _Ctx) -> FormattedMessage | None:
+def _member(ctx: _Ctx) -> Draft | None:
     member = ctx.p.obj("member").text("login")
     if ctx.action == "added":
         text = f"👥 **{ctx.sender}** added **{member}** as a collaborator to {ctx.repo_name}"
@@ -563,13 +605,13 @@ def _member(ctx: _Ctx) -> FormattedMessage | None:
     )
 
 
-def _public(ctx: _Ctx) -> FormattedMessage | None:
+def _public(ctx: _Ctx) -> Draft | None:
     url = ctx.repo.text("html_url")
     text = f"🌍 **{ctx.sender}** made [{ctx.repo_name}]({url}) public"
     return _message(text, inline=True, external_url=url, extra=_repo_extra(ctx.repo))
 
 
-def _ping(ctx: _Ctx) -> FormattedMessage | None:
+def _ping(ctx: _Ctx) -> Draft | None:
     repo = ctx.p.opt_obj("repository")
     org = ctx.p.opt_obj("organization")
     if repo is not None:
@@ -586,7 +628,7 @@ def _ping(ctx: _Ctx) -> FormattedMessage | None:
 
 # --- dispatch ---------------------------------------------------------------------------------
 
-_Handler = Callable[[_Ctx], FormattedMessage | None]
+_Handler = Callable[[_Ctx], Draft | None]
 
 
 @dataclass(frozen=True)
@@ -704,20 +746,21 @@ def pr_diff_url(event: str, payload: dict[str, Any], config: RepoConfig) -> str 
     return url if isinstance(url, str) else None
 
 
-def format_event(
+def build_event(
     event: str,
     payload: dict[str, Any],
     *,
     config: RepoConfig,
     domain: str,
     pr_diff: str | None = None,
-) -> FormattedMessage | None:
-    """Format one delivery for one repo connection, or None if its filters drop it.
+) -> Draft | None:
+    """One delivery's message for one repo connection, its markdown not rendered yet, or None
+    if its filters drop it.
 
     `event` is the `X-GitHub-Event` header, `config` the connection's typed state (config
     defaults such as `showIssueRoomLink` already applied), `domain` the homeserver name (for
     issue-room aliases). Raises `PayloadError` naming the field when the payload lacks
-    something the message needs.
+    something the message needs. Linear in the payload: the costly part is `Draft.job`.
     """
     p = Payload(payload)
     route = _route_for(event, p)
@@ -729,3 +772,16 @@ def format_event(
         return None
     ctx = _Ctx(event=event, action=p.opt_text("action"), p=p, config=config, domain=domain, pr_diff=pr_diff)
     return route.handler(ctx)
+
+
+def format_event(
+    event: str,
+    payload: dict[str, Any],
+    *,
+    config: RepoConfig,
+    domain: str,
+    pr_diff: str | None = None,
+) -> FormattedMessage | None:
+    """`build_event`, rendered on the spot (the route renders off the event loop instead)."""
+    draft = build_event(event, payload, config=config, domain=domain, pr_diff=pr_diff)
+    return None if draft is None else draft.render()

@@ -6,10 +6,12 @@ signed one is read (25 MiB at most, GitHub's cap) and its HMAC checked over the 
 against the secrets that may apply — the repository hook's, found by `X-GitHub-Hook-ID` or by
 the `full_name`s a bounded scan of the bytes finds (a handful of HMACs, hashed off the event
 loop for large bodies), and `github.webhook.secret`. Only a verified body is parsed (depth
-limited), and a repository's secret must be that of the repository the body names. A verified
-delivery is routed once (the connection type's index by repository), formatted per room, and
-answered 200 once its messages are committed outbox rows, deduplicated per room on
-`X-GitHub-Delivery`, so a redelivery is acknowledged again but posted once.
+limited), in a CPU-pool worker (`digest.py`: the event loop never holds a payload of up to
+25 MiB), and a repository's secret must be that of the repository the body names. A verified
+delivery goes to the connections of its repository, formatted per room (the markdown in one
+more CPU-pool call, plain text past its deadline), and is answered 200 once its messages are
+committed outbox rows, deduplicated per room on `X-GitHub-Delivery`, so a redelivery is
+acknowledged again but posted once.
 
 Why not parse first to learn the repository: a 25 MiB body costs ~10 times its size in memory
 and a second of CPU to parse, for anyone who can reach the URL; scanning it for `"full_name"`
@@ -21,14 +23,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
+from hookshot_py.connections.base import Connection
+from hookshot_py.cpu_pool import CpuPool
 from hookshot_py.errors import ApiError, ErrCode
-from hookshot_py.forges.inbound import form_payload, parse_json_object, read_body, string_values, verify_off_loop
+from hookshot_py.forges.inbound import read_body, read_in_worker, string_values, verify_off_loop
 from hookshot_py.github.connection import GithubRepoType
-from hookshot_py.github.format import PayloadError, candidate_hooks, format_event, pr_diff_url
+from hookshot_py.github.diffs import PrDiffs
+from hookshot_py.github.digest import Candidate, digest_delivery
+from hookshot_py.github.format import Draft, with_pr_diff
 from hookshot_py.github.hooks import RepoHooks, project_key
+from hookshot_py.github.state import RepoConfig
+from hookshot_py.markdown import render_off_loop
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
 from hookshot_py.services import PushListener
 
@@ -38,10 +45,11 @@ log = logging.getLogger(__name__)
 
 #: GitHub caps payloads at 25 MB.
 MAX_BODY_BYTES = 25 * 1024 * 1024
-PR_DIFF_TIMEOUT_S = 5.0
-MAX_PR_DIFF_BYTES = 1024 * 1024
 #: At most this many repository names found in a body are tried (each costs an HMAC).
 MAX_NAMED_REPOS = 4
+#: The connections of at most this many repository names found in a body may receive it.
+MAX_CANDIDATE_NAMES = 16
+
 
 
 @dataclass
@@ -49,7 +57,8 @@ class GitHubWebhooks:
     repo_type: GithubRepoType
     hooks: RepoHooks
     outbox: Outbox
-    http: aiohttp.ClientSession
+    diffs: PrDiffs
+    cpu: CpuPool  # renders the messages' markdown off the event loop
     domain: str  # the homeserver's, for issue-room aliases
     config_secret: str | None  # `github.webhook.secret`
     on_push: PushListener | None = None
@@ -69,12 +78,16 @@ class GitHubWebhooks:
             raise ApiError(ErrCode.BAD_TOKEN, "The delivery's signature (X-Hub-Signature-256) is missing or wrong.")
         raw = await read_body(request, MAX_BODY_BYTES)
         form = request.content_type == "application/x-www-form-urlencoded"
-        signer = await self._verify(raw, request, form)
-        payload = parse_json_object(form_payload(raw) if form else raw)
-        repository = payload.get("repository")
-        full_name = repository.get("full_name") if isinstance(repository, dict) else None
-        if not isinstance(full_name, str) or not full_name:
-            full_name = None
+        names = string_values(raw, "full_name", form=form, limit=MAX_CANDIDATE_NAMES)
+        signer = await self._verify(raw, request, names[:MAX_NAMED_REPOS])
+        candidates = self._candidates(event, names)
+        digest = await read_in_worker(
+            self.cpu, len(raw), digest_delivery, event, raw, form=form, domain=self.domain,
+            candidates=[Candidate(conn.room_id, config) for conn, config in candidates],
+        )
+        if digest.error is not None:
+            raise ApiError(ErrCode.BAD_VALUE, digest.error)
+        full_name = digest.full_name
         if signer is not None and (full_name is None or project_key(full_name) != signer):
             log.warning("Refusing GitHub delivery %s: signed with the secret of %s, names %s",
                         delivery, signer, full_name)
@@ -83,44 +96,49 @@ class GitHubWebhooks:
         if full_name is None:
             log.info("GitHub %s delivery %s names no repository; nothing to post", event, delivery)
             return web.json_response({"ok": True, "handled": False})
-        conns = self.repo_type.connections_for(full_name)
         if event == "push" and self.on_push is not None:
-            for conn in conns:
-                await self.on_push(conn.room_id, full_name, payload)
-        try:
-            hooks = candidate_hooks(event, payload)
-        except PayloadError as exc:
-            raise ApiError(ErrCode.BAD_VALUE, f"Malformed {event} payload: {exc}") from exc
-        if hooks is None:
+            for conn in self.repo_type.connections_for(full_name):
+                await self.on_push(conn.room_id, full_name, digest.push or {})
+        if digest.payload_error is not None:
+            raise ApiError(ErrCode.BAD_VALUE, digest.payload_error)
+        if digest.hooks is None:
             log.info("Ignoring GitHub %s/%s delivery %s for %s: not an event we post",
-                     event, payload.get("action"), delivery, full_name)
+                     event, digest.action, delivery, full_name)
             return web.json_response({"ok": True, "handled": False})
 
-        if event == "ping":
-            live = {c.room_id for c in conns}
-            conns += [c for c in self.repo_type.pending_for(full_name) if c.room_id not in live]
-        diffs: dict[str, str | None] = {}
-        out: list[OutgoingEvent] = []
-        for conn in conns:
-            config = self.repo_type.config_of(conn)
-            diff_url = pr_diff_url(event, payload, config)
-            if diff_url is not None and diff_url not in diffs:
-                diffs[diff_url] = await self._fetch_diff(diff_url)
-            try:
-                message = format_event(
-                    event, payload, config=config, domain=self.domain,
-                    pr_diff=diffs.get(diff_url) if diff_url else None,
-                )
-            except PayloadError as exc:
-                raise ApiError(ErrCode.BAD_VALUE, f"Malformed {event} payload: {exc}") from exc
-            if message is not None:
-                out.append(OutgoingEvent(conn.room_id, message.to_content(), dedupe_key=f"github:{delivery}"))
+        diff: str | None = None
+        drafts: list[tuple[str, Draft]] = []
+        for index, draft in digest.drafts:
+            conn, config = candidates[index]
+            if digest.diff_url is not None and config.settings.pr_diff_enabled:
+                if diff is None:
+                    diff = await self.diffs.fetch(digest.diff_url, full_name) or ""
+                draft = with_pr_diff(draft, diff or None, config.settings)
+            drafts.append((conn.room_id, draft))
+        html = await render_off_loop(self.cpu, [d.job for _, d in drafts], what=f"GitHub {event} delivery {delivery}")
+        messages = [d.plain() if html is None else d.finish(html[i]) for i, (_, d) in enumerate(drafts)]
+        out = [
+            OutgoingEvent(room_id, message.to_content(), dedupe_key=f"github:{delivery}")
+            for (room_id, _), message in zip(drafts, messages, strict=True)
+        ]
         ids = await self.outbox.enqueue(out)
         if out and not ids:
             log.info("GitHub delivery %s was already handled; not posting it again", delivery)
         return web.json_response({"ok": True, "handled": True, "posted": len(ids), "duplicate": bool(out and not ids)})
 
-    async def _verify(self, raw: bytes, request: web.Request, form: bool) -> str | None:
+    def _candidates(self, event: str, names: list[str]) -> list[tuple[Connection, RepoConfig]]:
+        """The connections of the repositories named in the body (`ping` also reaches the ones
+        being created), each once."""
+        found: dict[tuple[str, str, str], Connection] = {}
+        for name in names:
+            conns = self.repo_type.connections_for(name)
+            if event == "ping":
+                conns = conns + self.repo_type.pending_for(name)
+            for conn in conns:
+                found.setdefault((conn.room_id, conn.event_type, conn.state_key), conn)
+        return [(conn, self.repo_type.config_of(conn)) for conn in found.values()]
+
+    async def _verify(self, raw: bytes, request: web.Request, names: list[str]) -> str | None:
         """Check the signature over the raw bytes; returns the project key whose secret signed
         it (None: the config-wide secret). Raises 401 otherwise."""
         sig256 = request.headers.get("X-Hub-Signature-256")
@@ -129,7 +147,7 @@ class GitHubWebhooks:
         hook_id = request.headers.get("X-GitHub-Hook-ID")
         if hook_id and (row := self.hooks.store.by_hook_id(hook_id)) is not None:
             candidates.setdefault(row.secret, row.project)
-        for name in string_values(raw, "full_name", form=form, limit=MAX_NAMED_REPOS):
+        for name in names:
             if (row := self.hooks.row_for(name)) is not None:
                 candidates.setdefault(row.secret, row.project)
         if self.config_secret:
@@ -145,16 +163,3 @@ class GitHubWebhooks:
             )
             raise ApiError(ErrCode.BAD_TOKEN, "The delivery's signature (X-Hub-Signature-256) is missing or wrong.")
         return candidates[secret]
-
-    async def _fetch_diff(self, url: str) -> str | None:
-        """The PR diff for `prDiff` rooms; best effort, since GitHub waits 10 s at most."""
-        try:
-            async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=PR_DIFF_TIMEOUT_S)) as resp:
-                if resp.status != 200:
-                    log.info("Fetching %s answered %d; posting without the diff", url, resp.status)
-                    return None
-                data = await resp.content.read(MAX_PR_DIFF_BYTES)
-                return data.decode("utf-8", "replace")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            log.info("Fetching %s failed (%s); posting without the diff", url, exc)
-            return None

@@ -13,6 +13,7 @@ from hookshot_py.connections.base import ConnectionType
 from hookshot_py.github.accounts import GitHubAccounts
 from hookshot_py.github.commands import DmCommands, RoomCommands
 from hookshot_py.github.connection import GithubRepoType
+from hookshot_py.github.diffs import PrDiffs
 from hookshot_py.github.hooks import RepoHooks
 from hookshot_py.github.inbound import GitHubWebhooks
 from hookshot_py.github.oauth import GitHubOAuthFlow
@@ -28,6 +29,7 @@ class GitHubIntegration(Integration):
 
     def __init__(self, services: Services, config: GitHubConfig) -> None:
         self.services = services
+        services.cpu.preload("hookshot_py.github.digest")
         self.config = config
         webhook = config.webhook
         self.accounts = GitHubAccounts(services.tokens, config.api_url, services.http)
@@ -38,8 +40,9 @@ class GitHubIntegration(Integration):
         self.oauth = GitHubOAuthFlow(
             config, services.db, self.accounts, services.dms, services.outbox, services.http
         )
+        self.diffs = PrDiffs(config.oauth_url, services.url_policy)
         self.webhooks = GitHubWebhooks(
-            self.repo_type, self.hooks, services.outbox, services.http,
+            self.repo_type, self.hooks, services.outbox, self.diffs, services.cpu,
             services.config.bridge.domain, webhook.secret if webhook else None,
             on_push=services.push_seen,
         )
@@ -63,6 +66,7 @@ class GitHubIntegration(Integration):
 
     async def stop(self) -> None:
         await self.repo_type.stop()
+        await self.diffs.close()
 
 
 def create(services: Services) -> Integration | None:

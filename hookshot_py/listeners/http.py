@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +30,7 @@ MAX_CONNECTIONS = 1024
 SHUTDOWN_TIMEOUT_S = 1.0
 ReadyCheck = Callable[[], tuple[bool, dict[str, object]]]
 
+_NUL_IN_URL = re.compile(r"%00|\x00")
 _HTTP_CODES = {
     404: ErrCode.NOT_FOUND,
     405: ErrCode.METHOD_NOT_ALLOWED,
@@ -43,8 +45,13 @@ def error_response(err: ApiError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """ApiError → its JSON; aiohttp's own 404/405/413 → the same shape; anything else → a
-    logged 500 HS_UNKNOWN (a bug, never an answer to bad input)."""
+    logged 500 HS_UNKNOWN (a bug, never an answer to bad input).
+
+    A URL holding a NUL character (`%00` in a path segment or query value) is refused here, for
+    every route: no handler expects one, and Postgres refuses it in any text it is given."""
     try:
+        if _NUL_IN_URL.search(request.raw_path):
+            raise ApiError(ErrCode.BAD_VALUE, "The URL holds a NUL character.")
         return await handler(request)
     except ApiError as e:
         return error_response(e)

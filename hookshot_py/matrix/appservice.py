@@ -3,6 +3,11 @@
 mautrix provides the routes, token check and IntentAPI. We replace its transaction handler so
 that a transaction is acknowledged only after its events were handled (a crash makes the
 homeserver resend it), and so already-processed transaction ids are remembered in Postgres.
+The listener is served like every other listener of the bridge (`listeners/http.py`): bounded
+header, keep-alive and body times, a connection cap, `{errcode, error}` for what a handler did
+not expect, no access log (homeservers may put the `hs_token` in the query string); the ping
+route reads its body with the same limits as the transaction route.
+
 The encryption extras of a transaction (to-device events, device list changes, one-time-key
 counts: MSC2409/MSC3202) go to the crypto sink first, so a room key arrives before the events
 that need it.
@@ -12,28 +17,38 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from mautrix.appservice import AppService
+from mautrix.appservice.api import AppServiceAPI
 from mautrix.appservice.state_store.memory import ASStateStore
 from mautrix.client.state_store.memory import MemoryStateStore
 from mautrix.errors import MatrixConnectionError
 
 from hookshot_py import jsonsafe
+from hookshot_py.cpu_pool import CpuPool, CpuPoolError
 from hookshot_py.db.database import Database
 from hookshot_py.errors import ApiError
-from hookshot_py.listeners.http import read_body
+from hookshot_py.listeners.http import ListenerRunner, error_middleware, read_body
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_TRANSACTION_BYTES = 32 * 1024 * 1024
+MAX_PING_BYTES = 64 * 1024
+# Transactions larger than this are cut into events in a CPU-pool worker (see `_split`).
+SPLIT_TRANSACTION_BYTES = 256 * 1024
+SPLIT_DEADLINE_S = 30.0
+NO_EVENTS = "the body has no `events` list"
 # Event ids handled recently: a transaction retried after a partial failure skips them.
 RECENT_EVENTS = 10_000
 # Failures that say nothing about the event: retrying the transaction later can succeed.
@@ -99,13 +114,57 @@ async def _not_routed(event: dict[str, Any]) -> None:
 
 class HookshotAppService(AppService):
     def __init__(self, *, db: Database, **kwargs: Any) -> None:
+        kwargs.setdefault("aiohttp_params", {"middlewares": [error_middleware]})
         super().__init__(state_store=_MemoryASStateStore(), **kwargs)
         self.db = db
         # Set by the bridge once its parts are built; until then transactions answer 500 and
         # the homeserver retries them.
         self.on_event: EventHandler = _not_routed
         self.crypto: CryptoSink | None = None  # set when encryption is enabled
+        # Set by the bridge with `on_event`: where large transactions are parsed.
+        self.cpu: CpuPool | None = None
         self._recent: OrderedDict[str, None] = OrderedDict()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> None:
+        """mautrix's `start` (the client session and the bot's intent), with the listener served
+        by `ListenerRunner` like the bridge's other listeners."""
+        await self.state_store.open()
+        self._http_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.connection_limit), headers={"User-Agent": self.default_ua}
+        )
+        self._intent = AppServiceAPI(
+            base_url=self.server,
+            bot_mxid=self.bot_mxid,
+            log=self.log,
+            token=self.as_token,
+            state_store=self.state_store,
+            bridge_name=self.bridge_name,
+            client_session=self._http_session,
+            default_retry_count=self.default_http_retry_count,
+        ).bot_intent()
+        self.runner = ListenerRunner(self.app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, host, port).start()
+
+    def _check_token(self, request: web.Request) -> bool:
+        """The homeserver's token, compared in constant time (query string or Bearer header)."""
+        token = request.rel_url.query.get("access_token")
+        if token is None:
+            token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self.hs_token.encode())
+
+    async def _http_ping(self, request: web.Request) -> web.Response:
+        if not self._check_token(request):
+            return web.json_response({"errcode": "M_FORBIDDEN", "error": "Invalid hs_token"}, status=403)
+        try:
+            data = jsonsafe.loads(await read_body(request, MAX_PING_BYTES) or b"{}")
+        except ApiError as e:
+            return web.json_response({"errcode": "M_TOO_LARGE", "error": e.error}, status=e.status or 413)
+        except jsonsafe.JsonError as e:
+            return web.json_response({"errcode": "M_NOT_JSON", "error": str(e)}, status=400)
+        txn_id = data.get("transaction_id") if isinstance(data, dict) else None
+        log.info("The homeserver pinged the bridge (transaction %r)", txn_id if isinstance(txn_id, str) else None)
+        return web.json_response({})
 
     async def _http_handle_transaction(self, request: web.Request) -> web.Response:
         if not self._check_token(request):
@@ -113,14 +172,12 @@ class HookshotAppService(AppService):
         txn_id = request.match_info["transaction_id"]
         try:
             raw = await read_body(request, MAX_TRANSACTION_BYTES)
-            data = jsonsafe.loads(raw)
         except ApiError as e:
             return web.json_response({"errcode": "M_TOO_LARGE", "error": e.error}, status=e.status or 413)
-        except jsonsafe.JsonError as e:
-            return web.json_response({"errcode": "M_NOT_JSON", "error": str(e)}, status=400)
-        events = data.get("events") if isinstance(data, dict) else None
-        if not isinstance(events, list):
-            return web.json_response({"errcode": "M_BAD_JSON", "error": "Missing events"}, status=400)
+        refusal, events, rest = await self._split(raw)
+        if refusal is not None:
+            errcode = "M_BAD_JSON" if refusal == NO_EVENTS else "M_NOT_JSON"
+            return web.json_response({"errcode": errcode, "error": refusal}, status=400)
         # A homeserver may number its transactions from 1 again after a restart (Synapse on
         # SQLite does): a transaction is a repeat only if its id *and* its content match.
         digest = hashlib.sha256(raw).digest()
@@ -131,12 +188,14 @@ class HookshotAppService(AppService):
                 return web.json_response({})
             if self.crypto is not None:
                 # Room keys first: the events of this transaction may need them. Never raises.
-                extras = encryption_extras(data)
+                extras = encryption_extras(rest)
                 log.debug("Transaction %s: %d event(s), %d to-device event(s)", txn_id, len(events), len(extras[0]))
                 await self.crypto.handle_transaction(*extras)
-            for raw_event in events:
+            for item in events:
+                raw_event = json.loads(item) if isinstance(item, bytes) else item  # bytes: cut by a worker
                 if isinstance(raw_event, dict):
                     await self._handle_one(txn_id, raw_event)
+                await asyncio.sleep(0)  # one event at a time: a long transaction never holds the loop
             await self.db.execute(
                 "INSERT INTO appservice_txns (txn_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 txn_id, digest,
@@ -146,6 +205,25 @@ class HookshotAppService(AppService):
             log.exception("Failed to handle transaction %s; the homeserver will retry it", txn_id)
             return web.json_response({"errcode": "M_UNKNOWN", "error": "Temporary failure"}, status=500)
         return web.json_response({})
+
+    async def _split(self, raw: bytes) -> tuple[str | None, list[Any], dict[str, Any]]:
+        """(why the body is refused, its events, its other fields: the encryption extras). A small
+        transaction is parsed here; a large one (a room's burst of big events can make one of
+        several MiB: parsing it took the event loop 0.2 s) is cut into its events in a CPU-pool
+        worker, each parsed here when its turn comes."""
+        if len(raw) > SPLIT_TRANSACTION_BYTES and self.cpu is not None:
+            try:
+                return await self.cpu.run_within(SPLIT_DEADLINE_S, jsonsafe.split_list, raw, "events")
+            except CpuPoolError as e:
+                log.warning("Parsing a transaction of %d bytes here: %s", len(raw), e)
+        try:
+            data = jsonsafe.loads(raw)
+        except jsonsafe.JsonError as e:
+            return str(e), [], {}
+        events = data.get("events") if isinstance(data, dict) else None
+        if not isinstance(events, list):
+            return NO_EVENTS, [], {}
+        return None, events, data
 
     async def _handle_one(self, txn_id: str, event: dict[str, Any]) -> None:
         """Handle one event in isolation: a failure of ours that retrying can fix (the database

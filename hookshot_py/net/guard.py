@@ -19,13 +19,19 @@ network it runs in (server-side request forgery). The rules:
 Use :func:`guarded_session` for a ``ClientSession`` whose every connection is checked (redirects
 included), and :meth:`UrlPolicy.check_url` to refuse a bad URL early with a clear reason (when a
 user adds it). A refused connection raises :class:`BlockedUrl` (an ``aiohttp.ClientError``).
+
+A URL the bridge hands to another server to fetch (Barkeep clones a `gitUrl`) cannot be judged at
+connection time: :func:`local_name_reason` refuses names that are local by definition and
+:func:`resolved_refusal` judges the addresses a name resolves to from here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -124,6 +130,12 @@ class UrlPolicy:
             tuple(ipaddress.ip_network(r.strip(), strict=False) for r in allowed_ranges),
         )
 
+    def allowing(self, *hosts: str) -> UrlPolicy:
+        """This policy, with `hosts` allowed too (a service's own configured host: the admin
+        chose it, so it may be on an intranet)."""
+        extra = {h.strip().lower().rstrip(".") for h in hosts if h.strip()}
+        return replace(self, allowed_hosts=self.allowed_hosts | extra)
+
     def host_allowed(self, host: str) -> bool:
         """The admin allowed this host name (its addresses are then not checked)."""
         host = host.lower().rstrip(".")
@@ -180,6 +192,47 @@ class UrlPolicy:
             elif reason is None:
                 reason = f"{host} resolves to {text}, {why}" if parse_ip(host) is None else f"{host} is {why}"
         return kept, reason
+
+
+# Names no public server has: RFC 6761 (localhost), RFC 6762 (.local, mDNS), RFC 8375
+# (.home.arpa) and ICANN's private-use .internal.
+_LOCAL_SUFFIXES = (".localhost", ".local", ".home.arpa", ".internal")
+RESOLVE_TIMEOUT_S = 5.0
+
+
+def local_name_reason(host: str) -> str | None:
+    """Why `host` (a name, not an address) can only mean a machine of the local network, or None:
+    `localhost`, a single label (`gitserver`, found through the local search domain) or a
+    reserved local suffix."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(_LOCAL_SUFFIXES):
+        return f"{host} is a local name"
+    if "." not in name:
+        return f"{host} is a name without a domain, which only the local network can resolve"
+    return None
+
+
+async def resolved_refusal(policy: UrlPolicy, host: str, *, timeout: float = RESOLVE_TIMEOUT_S) -> str | None:
+    """For a host another server will connect to: why an address it resolves to from here may
+    not be reached (any one refused refuses the host: the other server may pick it), or None.
+
+    A name that does not resolve here passes: the other server may see other names, and
+    refusing it would refuse every URL on a bridge without DNS. Names local by definition are
+    refused beforehand by :func:`local_name_reason`.
+    """
+    if policy.host_allowed(host):
+        return None
+    if (ip := parse_ip(host)) is not None:
+        why = policy.address_refusal(ip)
+        return None if why is None else f"{host} is {why}"
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError, UnicodeError):
+        return None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    kept, reason = policy.filter_addresses(host, addresses)
+    return reason if len(kept) < len(addresses) else None
 
 
 class GuardedConnector(aiohttp.TCPConnector):

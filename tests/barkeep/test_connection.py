@@ -136,3 +136,47 @@ def test_api_errors_from_barkeep_errors(kind: Any, status: int, code: ErrCode, h
     err = api_error(BarkeepError(status, "Admin only." if kind == "admin_only" else "boom", kind, instance="bk"))
     assert err.errcode == code and err.status == http
     assert err.error == BarkeepError(status, "Admin only." if kind == "admin_only" else "boom", kind, instance="bk").describe()
+
+
+def test_git_urls_barkeep_must_not_clone_are_refused() -> None:
+    t = ctype()
+    for url, message in [
+        ("file:///etc/passwd", "must be an http(s), git or ssh URL Barkeep can clone, not a file:// URL"),
+        ("http://169.254.169.254/latest/passwd", "must not point at 169.254.169.254, a link-local (cloud metadata) address"),
+        ("/srv/git/passwd", "must be an http(s), git or ssh URL Barkeep can clone, not a local path"),
+    ]:
+        assert issues_of(t, {"instance": "main", "repo": "passwd", "gitUrl": url}) == {"/gitUrl": message}
+    # State written by hand into the room is never sent to Barkeep: read as it is.
+    state, issues = t.validate({"instance": "main", "repo": "w", "gitUrl": "file:///w"}, existing=None, is_new=False)
+    assert issues == [] and state["gitUrl"] == "file:///w"
+
+
+async def test_a_git_url_resolving_to_an_internal_address_is_not_sent_to_barkeep(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import socket
+
+    from hookshot_py.errors import ApiError
+
+    async def getaddrinfo(host: str, *_: Any, **__: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+
+    class Admin:
+        calls: list[str] = []
+
+        async def add_repo(self, url: str) -> dict[str, Any]:
+            self.calls.append(url)
+            return {}
+
+    t = ctype()
+    admin = Admin()
+    monkeypatch.setattr(t.accounts, "admin_client", lambda instance: admin)
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    state = {"instance": "main", "repo": "w", "gitUrl": "https://looks-public.example/w.git"}
+    normalized, issues = t.validate(state, existing=None, is_new=True)
+    assert issues == []
+    with pytest.raises(ApiError) as info:
+        await t.prepare(Connection("!r", EVENT_TYPE, "main/w", normalized), existing=None, user_id="@a:x")
+    assert info.value.extra["validationErrors"] == [
+        {"path": "/gitUrl", "message": "must not point at the local network: looks-public.example resolves to 127.0.0.1, a loopback address"}
+    ]
+    assert admin.calls == []

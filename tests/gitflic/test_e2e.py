@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from hookshot_py.gitflic.format import format_delivery
-from hookshot_py.gitflic.inbound import parse_delivery
+from hookshot_py.gitflic.delivery import parse_delivery
 from support.fixtures import BOT, room_with_bot
 from support.helpers import is_notice_with
 

@@ -10,7 +10,7 @@ import pytest
 
 from hookshot_py.gitflic.models import DELIVERED_ACTIONS
 from hookshot_py.gitflic.format import format_delivery
-from hookshot_py.gitflic.inbound import parse_delivery
+from hookshot_py.gitflic.delivery import parse_delivery
 from hookshot_py.gitflic.models import Delivery
 
 FIXTURES = Path(__file__).parent / "fixtures"

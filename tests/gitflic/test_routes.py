@@ -7,8 +7,8 @@ from typing import Any
 
 from hookshot_py.gitflic.models import DELIVERED_ACTIONS, SUBSCRIPTION_FLAGS
 from hookshot_py.gitflic.format import format_delivery
-from hookshot_py.gitflic.inbound import dedupe_key
-from hookshot_py.gitflic.inbound import parse_delivery
+from hookshot_py.gitflic.delivery import dedupe_key
+from hookshot_py.gitflic.delivery import parse_delivery
 from support.fixtures import room_with_bot
 from support.helpers import http
 

@@ -9,7 +9,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from fakes.gitflic import deliver
-from hookshot_py.gitflic.inbound import DeliveryError, parse_delivery, project_key_of, verify_secret
+from hookshot_py.gitflic.delivery import DeliveryError, parse_delivery, project_key_of
+from hookshot_py.gitflic.inbound import verify_secret
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -450,3 +450,27 @@ def test_push_without_commits_is_not_a_deletion() -> None:
     payload = load("push.deleted")
     payload.update(deleted=False, after="1" * 40)
     assert body("push.deleted", payload=payload).startswith("**alice** pushed [0 commits](")
+
+
+# --- rendering off the event loop -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["issues.opened", "issue_comment.created", "pull_request.opened", "push", "release.published"])
+def test_a_draft_finished_elsewhere_is_the_same_message(name: str) -> None:
+    from hookshot_py.github.format import build_event
+    from hookshot_py.markdown import render_jobs
+
+    event = name.split(".")[0]
+    draft = build_event(event, load(name), config=ALL, domain="example.org", pr_diff=DIFF)
+    assert draft is not None
+    assert draft.finish(render_jobs([draft.job])[0]) == fmt(name, pr_diff=DIFF)
+
+
+def test_the_plain_fallback_keeps_everything_but_the_html() -> None:
+    from hookshot_py.github.format import build_event
+
+    draft = build_event("issues", load("issues.opened"), config=ALL, domain="example.org")
+    assert draft is not None
+    rendered, plain = draft.render().to_content(), draft.plain().to_content()
+    assert "format" not in plain and "formatted_body" not in plain
+    assert {k: v for k, v in rendered.items() if k not in ("format", "formatted_body")} == plain

@@ -36,6 +36,7 @@ async def client(db):
     appservice.on_event = recorder
     async with TestClient(TestServer(appservice.app)) as c:
         c.recorder = recorder  # type: ignore[attr-defined]
+        c.app_service = appservice  # type: ignore[attr-defined]
         yield c
 
 
@@ -96,3 +97,36 @@ async def test_hostile_bodies_get_4xx(client, body):
     status, answer = await _put(client, "h", body)
     assert 400 <= status < 500, answer
     assert client.recorder.seen == []
+
+
+async def test_a_large_transaction_is_cut_into_events_in_a_worker(client):
+    from hookshot_py.cpu_pool import CpuPool
+
+    pool = CpuPool(workers=1, heavy_workers=1)
+    client.app_service.cpu = pool
+    try:
+        events = [{**_event(f"$big{i}"), "content": {"body": "x" * 4000, "nested": [{"a": [1]}] * 50}} for i in range(100)]
+        assert (await _put(client, "big", {"events": events}))[0] == 200
+        assert client.recorder.seen == [f"$big{i}" for i in range(100)]
+        hostile = b'{"events": [' + b"[" * 300 + b"]" * 300 + b"], " + b'"pad": "' + b"x" * 300_000 + b'"}'
+        status, answer = await _put(client, "big-hostile", hostile)
+        assert (status, answer["errcode"]) == (400, "M_NOT_JSON") and "deeper" in answer["error"]
+        status, answer = await _put(client, "no-events", b'{"pad": "' + b"x" * 300_000 + b'"}')
+        assert (status, answer["errcode"]) == (400, "M_BAD_JSON")
+    finally:
+        await pool.close()
+
+
+async def test_the_ping_route_reads_its_body_like_the_transaction_route(client):
+    auth = {"Authorization": f"Bearer {HS_TOKEN}"}
+    for body, status in [(b'{"transaction_id": "t"}', 200), (b"", 200), (b"[1]", 200), (b"\xff", 400),
+                         (b"[" * 5000 + b"]" * 5000, 400), (b"x" * 70_000, 413)]:  # fmt: skip
+        resp = await client.post("/_matrix/app/v1/ping", data=body, headers=auth)
+        assert resp.status == status, (body[:20], await resp.text())
+    resp = await client.post("/_matrix/app/v1/ping", data=b"{}", headers={"Authorization": "Bearer wrong"})
+    assert resp.status == 403
+
+
+async def test_a_nul_in_the_url_is_refused(client):
+    resp = await client.get("/_matrix/app/v1/users/%40a%00b%3Atest", headers={"Authorization": f"Bearer {HS_TOKEN}"})
+    assert resp.status == 400 and (await resp.json())["errcode"] == "HS_BAD_VALUE"

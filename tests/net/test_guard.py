@@ -16,7 +16,14 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from hookshot_py.net.guard import BlockedUrl, UrlPolicy, blocked_reason, guarded_session
+from hookshot_py.net.guard import (
+    BlockedUrl,
+    UrlPolicy,
+    blocked_reason,
+    guarded_session,
+    local_name_reason,
+    resolved_refusal,
+)
 
 LOOPBACK_ONLY = UrlPolicy.create(allowed_ranges=["127.0.0.1/32"])
 
@@ -203,3 +210,46 @@ async def test_legacy_numeric_hosts_are_judged_by_their_address(server: Any) -> 
     # 2130706433 is 127.0.0.1 to the system resolver.
     with pytest.raises(aiohttp.ClientError):
         await fetch(UrlPolicy(), f"http://2130706433:{server.port}/ok")
+
+
+# -- for URLs another server fetches (Barkeep's clone URLs) ----------------------------------------
+
+
+def test_allowing_adds_hosts_to_a_policy() -> None:
+    policy = UrlPolicy.create(["a.example"]).allowing("GHE.Corp.Example.", "")
+    assert policy.host_allowed("a.example") and policy.host_allowed("ghe.corp.example")
+    assert not UrlPolicy().host_allowed("ghe.corp.example")
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "LOCALHOST.", "api.localhost", "gitserver", "printer.local", "nas.home.arpa", "git.internal"]
+)
+def test_names_local_by_definition(host: str) -> None:
+    assert local_name_reason(host) is not None
+
+
+@pytest.mark.parametrize("host", ["github.com", "git.example.org", "example.org."])
+def test_public_looking_names_are_not_local(host: str) -> None:
+    assert local_name_reason(host) is None
+
+
+async def test_resolved_refusal_judges_what_a_name_resolves_to_here() -> None:
+    # `localhost` resolves from /etc/hosts, with or without DNS.
+    why = await resolved_refusal(UrlPolicy(), "localhost")
+    assert why is not None and "localhost resolves to" in why and "loopback" in why
+    assert await resolved_refusal(UrlPolicy(), "169.254.169.254") == "169.254.169.254 is a link-local (cloud metadata) address"
+    assert await resolved_refusal(UrlPolicy(), "8.8.8.8") is None
+    assert await resolved_refusal(UrlPolicy.create(allowed_hosts=["localhost"]), "localhost") is None
+    assert await resolved_refusal(LOOPBACK_ONLY, "127.0.0.1") is None
+    # A name that does not resolve here is not judged: the other server may see other names.
+    assert await resolved_refusal(UrlPolicy(), "no-such-host.invalid") is None
+
+
+async def test_resolved_refusal_refuses_a_name_with_any_refused_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def getaddrinfo(host: str, *_: Any, **__: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in ("8.8.8.8", "10.0.0.7")]
+
+    import asyncio
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    assert await resolved_refusal(UrlPolicy(), "mixed.example") == "mixed.example resolves to 10.0.0.7, a private address"
