@@ -10,6 +10,7 @@ from hookshot_py.generic.integration import create as generic
 from hookshot_py.gitflic.integration import create as gitflic
 from hookshot_py.github.integration import create as github
 from hookshot_py.integration import Integration
+from hookshot_py.outbound.integration import create as outbound
 from hookshot_py.services import Services
 
 Factory = Callable[[Services], Integration | None]
@@ -20,6 +21,7 @@ FACTORIES: list[Factory] = [
     gitflic,
     barkeep,
     feeds,
+    outbound,
     generic,
 ]
 
