@@ -147,7 +147,7 @@ class ConnectionManager:
             await t.start(list(by_type.get(t.event_type, {}).values()))
         self._update_gauges()
         await self.unsupported.load(self._served(), unserved)
-        self.unsupported.summary("known at start-up")
+        self.unsupported.summary("known at start-up", each=False)  # listed after reading room state
         return sum(len(v) for v in by_type.values())
 
     def static_rooms(self) -> set[str]:

@@ -83,8 +83,8 @@ class UnsupportedConnections:
             if kind is not None and kind.event_type not in served and isinstance(content, dict):
                 self._index(UnsupportedConnection(room_id, kind, state_key, content))
 
-    def summary(self, when: str) -> None:
-        """Log how many connections are not served, and which."""
+    def summary(self, when: str, *, each: bool = True) -> None:
+        """Log how many connections are not served (and, with `each`, which)."""
         conns = sorted(self.all(), key=lambda c: (c.room_id, c.kind.event_type, c.state_key))
         if not conns:
             log.info("Unsupported connections %s: none", when)
@@ -95,6 +95,8 @@ class UnsupportedConnections:
             when, len(conns), len({c.room_id for c in conns}),
             ", ".join(f"{n} {what}" for what, n in counts.most_common()),
         )
+        if not each:
+            return
         for c in conns[:MAX_LOGGED]:
             log.warning("  %s %s %r: %s", c.room_id, c.kind.event_type, c.state_key, c.reason)
         if len(conns) > MAX_LOGGED:

@@ -75,7 +75,8 @@ def test_reasons_say_what_to_do() -> None:
     assert reason("uk.half-shot.matrix-hookshot.outbound-hook") == (
         "The outbound webhooks service is not enabled on this bridge: enable `generic.outbound: true` in the config."
     )
-    assert reason("uk.half-shot.matrix-hookshot.figma.file") == "Figma file connections are not supported by hookshot_py."
+    figma = reason("uk.half-shot.matrix-hookshot.figma.file")
+    assert figma == "Figma file connections are not supported by hookshot_py."
     assert reason("uk.half-shot.matrix-hookshot.github.issue") == (
         "GitHub issue room connections are not supported by hookshot_py."
     )

@@ -4,9 +4,8 @@ clear failure notice, and several bridge processes sharing the work without doub
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +14,7 @@ import aiohttp
 import pytest
 from fakes.receiver import Receiver, verify
 from support.bridge import create_database
+from support.helpers import eventually
 
 from hookshot_py.config import OutboundDeliveryConfig
 from hookshot_py.db.database import Database
@@ -100,14 +100,6 @@ async def rig(db: Database, aiohttp_server: Any) -> AsyncIterator[Rig]:
         await session.close()
 
 
-async def until(check: Callable[[], Any], timeout: float = 20.0) -> None:
-    async def loop() -> None:
-        while not await check():
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(loop(), timeout)
-
-
 async def test_receiver_down_then_back_loses_nothing_and_keeps_order(rig: Rig) -> None:
     queue, sender = rig.process("p1")
     conn = await rig.hook(queue, "ci", "hs-ob-secret")
@@ -119,7 +111,7 @@ async def test_receiver_down_then_back_loses_nothing_and_keeps_order(rig: Rig) -
     async def retried() -> bool:
         return rig.receiver.attempts >= 4
 
-    await until(retried)
+    await eventually(retried)
     # more events while the receiver is down; and the bridge process stops and another takes over
     for n in range(5, 10):
         await queue.enqueue(conn, event(n))
@@ -128,7 +120,7 @@ async def test_receiver_down_then_back_loses_nothing_and_keeps_order(rig: Rig) -
     assert head[1] == "pending" and head[2] >= 4
     queue2, sender2 = rig.process("p2")
     sender2.start()
-    await until(retried)
+    await eventually(retried)
     rig.receiver.fail_status = None
     received = await rig.receiver.wait_for(10)
     assert [r.event["event_id"] for r in received] == [f"${n}" for n in range(10)]
@@ -139,7 +131,7 @@ async def test_receiver_down_then_back_loses_nothing_and_keeps_order(rig: Rig) -
     async def all_delivered() -> bool:
         return all(s == "delivered" for _, s, _ in await rig.statuses(conn))
 
-    await until(all_delivered)
+    await eventually(all_delivered)
     statuses = await rig.statuses(conn)
     assert statuses[0][2] > 4 and all(a == 1 for _, _, a in statuses[1:])
     assert await rig.notices() == []  # retried, never given up: the room hears nothing
@@ -172,7 +164,7 @@ async def test_bounded_attempts_then_a_clear_failure_told_once(rig: Rig) -> None
     async def settled() -> bool:
         return all(s != "pending" for _, s, _ in await rig.statuses(conn))
 
-    await until(settled)
+    await eventually(settled)
     assert await rig.statuses(conn) == [("$0", "failed", 3), ("$1", "failed", 3), ("$2", "failed", 3)]
     [entry] = await queue.log(conn, limit=1, before=None, status=None)
     assert entry["error"] == "gave up after 3 attempt(s); last error: HTTP 500: receiver says no"
@@ -186,7 +178,7 @@ async def test_bounded_attempts_then_a_clear_failure_told_once(rig: Rig) -> None
     rig.receiver.fail_status = 404
     await queue.enqueue(conn, event(4))
     sender.wake()
-    await until(settled)
+    await eventually(settled)
     assert (await rig.statuses(conn))[-1] == ("$4", "failed", 1)  # a 404 is not retried
     notices = await rig.notices()
     assert len(notices) == 2 and "HTTP 404" in notices[1]
@@ -202,7 +194,7 @@ async def test_events_older_than_max_age_are_given_up(rig: Rig) -> None:
     async def settled() -> bool:
         return all(s != "pending" for _, s, _ in await rig.statuses(conn))
 
-    await until(settled)
+    await eventually(settled)
     [entry] = await queue.log(conn, limit=1, before=None, status="failed")
     assert entry["attempts"] == 1 and entry["error"].startswith("gave up: not delivered within")
 
