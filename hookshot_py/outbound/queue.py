@@ -1,4 +1,4 @@
-"""The outbound queue in Postgres (tables `outbound_hooks`, `outbound_deliveries`, migration 0007).
+"""The outbound queue in Postgres (tables `outbound_hooks`, `outbound_deliveries`, migration 0009).
 
 Each event for a hook is a row, queued in the homeserver transaction that brought the event
 (so an acknowledged event is never lost) and delivered in the background, in row order per hook.

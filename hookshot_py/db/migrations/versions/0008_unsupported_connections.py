@@ -1,15 +1,15 @@
 """Connections kept but not served (service disabled or not implemented), and whether the room
 was told (once, across restarts).
 
-Revision ID: 0007_unsupported_connections
-Revises: 0006_generic_expiry_notices
+Revision ID: 0008_unsupported_connections
+Revises: 0007_forge_hook_sync
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
-revision = "0007_unsupported_connections"
-down_revision = "0006_generic_expiry_notices"
+revision = "0008_unsupported_connections"
+down_revision = "0007_forge_hook_sync"
 branch_labels = None
 depends_on = None
 

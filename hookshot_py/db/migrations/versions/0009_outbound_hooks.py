@@ -1,14 +1,14 @@
 """Outbound webhooks: each hook's token (encrypted) and claim, and the durable delivery queue.
 
-Revision ID: 0008_outbound_hooks
-Revises: 0007_unsupported_connections
+Revision ID: 0009_outbound_hooks
+Revises: 0008_unsupported_connections
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
-revision = "0008_outbound_hooks"
-down_revision = "0007_unsupported_connections"
+revision = "0009_outbound_hooks"
+down_revision = "0008_unsupported_connections"
 branch_labels = None
 depends_on = None
 
