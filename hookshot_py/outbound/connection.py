@@ -23,7 +23,7 @@ from hookshot_py.connections.base import Connection, ConnectionType, Outcome
 from hookshot_py.errors import ApiError, ErrCode, ValidationIssue
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.net.guard import BlockedUrl, UrlPolicy, check_url_resolved
-from hookshot_py.outbound.queue import OutboundQueue
+from hookshot_py.outbound.queue import MAX_PENDING, OutboundQueue
 from hookshot_py.outbound.tokens import HookshotTokenCodec, account_data_type, new_token
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,9 @@ class OutboundHookType(ConnectionType[OutboundHookConfig]):
             return
         if await self.queue.enqueue(conn.id, event):
             self.wake()
+        elif await self.queue.pending(conn.id) >= MAX_PENDING:
+            log.error("Outbound hook %s in %s has %d events waiting: dropped %s",
+                      conn.state_key, conn.room_id, MAX_PENDING, event["event_id"])
 
     # -- the token ----------------------------------------------------------------------------------
 

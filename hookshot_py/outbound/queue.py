@@ -29,6 +29,7 @@ from hookshot_py.tokens import SecretBox
 log = logging.getLogger(__name__)
 
 STATUSES = ("pending", "delivered", "failed")
+MAX_PENDING = 10_000  # events waiting per hook; later ones are dropped (and logged) until it drains
 MAX_ERROR_CHARS = 500
 
 
@@ -116,14 +117,18 @@ class OutboundQueue:
     # -- queueing -----------------------------------------------------------------------------------
 
     async def enqueue(self, connection_id: str, event: dict[str, Any]) -> bool:
-        """Queue `event` for the hook; False if it was queued before (a repeated transaction)."""
+        """Queue `event` for the hook; False if it was queued before (a repeated transaction) or
+        the hook already has `MAX_PENDING` events waiting (a receiver down while the room floods)."""
         status = await self.db.execute(
             """
             INSERT INTO outbound_deliveries (connection_id, event_id, event_type, sender, event)
-            VALUES ($1, $2, $3, $4, $5::text::jsonb) ON CONFLICT (connection_id, event_id) DO NOTHING
+            SELECT $1, $2, $3, $4, $5::text::jsonb
+            WHERE (SELECT count(*) FROM (SELECT 1 FROM outbound_deliveries
+                                          WHERE connection_id = $1 AND status = 'pending' LIMIT $6) AS p) < $6
+            ON CONFLICT (connection_id, event_id) DO NOTHING
             """,
             connection_id, str(event.get("event_id", "")), str(event.get("type", "")),
-            str(event.get("sender", "")), jsonsafe.dumps_storable(event),
+            str(event.get("sender", "")), jsonsafe.dumps_storable(event), MAX_PENDING,
         )
         return status != "INSERT 0 0"
 
@@ -285,6 +290,11 @@ class OutboundQueue:
             }
             for r in rows
         ]
+
+    async def pending(self, connection_id: str) -> int:
+        return int(await self.db.fetchval(
+            "SELECT count(*) FROM outbound_deliveries WHERE connection_id = $1 AND status = 'pending'", connection_id
+        ))
 
     async def counts(self, connection_id: str) -> dict[str, int]:
         rows = await self.db.fetch(

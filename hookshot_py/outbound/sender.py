@@ -133,6 +133,9 @@ class OutboundSender:
                 if delivery is None:
                     await self.queue.release(conn_id)
                     return
+                if delivery.age_s >= self.config.max_age / 1000:  # waited out a long outage
+                    await self._give_up(target, delivery, delivery.attempts, None, self._too_old())
+                    continue
                 result = await self.client.attempt(target, delivery)
                 self.metrics.outbound_attempts.labels(outcome=result.outcome).inc()
                 delay = await self._settle(target, delivery, result)
@@ -170,18 +173,29 @@ class OutboundSender:
                             target.name, target.room_id, attempts, delivery.event_id, delay, result.error)
                 return delay
             why = (f"gave up after {attempts} attempt(s)" if attempts >= self.config.max_attempts
-                   else f"gave up: not delivered within {max_age_s / 3600:g} h")
+                   else self._too_old())
             error = f"{why}; last error: {result.error}"
         else:
             error = result.error or "refused"
+        await self._give_up(target, delivery, attempts, result.response_status, error)
+        return None
+
+    def _too_old(self) -> str:
+        ms = self.config.max_age
+        within = (f"{ms / 3_600_000:g} h" if ms >= 3_600_000 else f"{ms / 60_000:g} min" if ms >= 60_000
+                  else f"{ms / 1000:g} s")  # fmt: skip
+        return f"gave up: not delivered within {within}"
+
+    async def _give_up(
+        self, target: HookTarget, delivery: Delivery, attempts: int, response_status: int | None, error: str
+    ) -> None:
         self.metrics.outbound_given_up.inc()
         notify = await self.queue.record(delivery, status="failed", attempts=attempts,
-                                         response_status=result.response_status, error=error)
+                                         response_status=response_status, error=error)
         log.error("Outbound hook %s in %s: could not deliver %s: %s", target.name, target.room_id,
                   delivery.event_id, error)
         if notify:
             await self.outbox.enqueue([_failure_notice(target, delivery, error)])
-        return None
 
 
 def _failure_notice(target: HookTarget, delivery: Delivery, error: str) -> OutgoingEvent:

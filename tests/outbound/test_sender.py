@@ -185,18 +185,33 @@ async def test_bounded_attempts_then_a_clear_failure_told_once(rig: Rig) -> None
 
 
 async def test_events_older_than_max_age_are_given_up(rig: Rig) -> None:
-    queue, sender = rig.process("p1", max_age=1)  # 1 ms: no retry fits
+    queue, sender = rig.process("p1", max_age=60_000)
     conn = await rig.hook(queue, "old")
-    rig.receiver.fail_status = 502
+    # a retry the receiver wants later than the event may live: given up after that attempt
+    rig.receiver.fail_status, rig.receiver.retry_after = 503, "3600"
     await queue.enqueue(conn, event(1))
+    # an event that waited out a long outage: given up without an attempt
+    await queue.enqueue(conn, event(2))
+    await rig.db.execute("UPDATE outbound_deliveries SET created_at = now() - interval '1 hour' WHERE event_id = '$2'")
     sender.start()
 
     async def settled() -> bool:
         return all(s != "pending" for _, s, _ in await rig.statuses(conn))
 
     await eventually(settled)
-    [entry] = await queue.log(conn, limit=1, before=None, status="failed")
-    assert entry["attempts"] == 1 and entry["error"].startswith("gave up: not delivered within")
+    second, first = await queue.log(conn, limit=2, before=None, status="failed")
+    assert first["attempts"] == 1 and first["responseStatus"] == 503
+    assert first["error"] == "gave up: not delivered within 1 min; last error: HTTP 503: receiver says no"
+    assert second["attempts"] == 0 and second["error"] == "gave up: not delivered within 1 min"
+    assert rig.receiver.attempts == 1
+
+
+async def test_a_flooded_queue_is_capped(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hookshot_py.outbound.queue.MAX_PENDING", 3)
+    queue, _ = rig.process("p1")
+    conn = await rig.hook(queue, "flood")
+    assert [await queue.enqueue(conn, event(n)) for n in range(5)] == [True, True, True, False, False]
+    assert await queue.pending(conn) == 3
 
 
 async def test_several_processes_share_the_hooks_without_double_deliveries(rig: Rig) -> None:
