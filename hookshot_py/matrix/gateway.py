@@ -200,7 +200,7 @@ class MatrixGateway:
         if match is None:
             raise MediaError(f"{mxc!r} is not an mxc:// URI", permanent=True)
         server, media_id = (quote(part, safe="") for part in match.groups())
-        api = self.bot.api
+        api = self._bot.api
         paths = (
             f"/_matrix/client/v1/media/download/{server}/{media_id}",
             f"/_matrix/media/v3/download/{server}/{media_id}",

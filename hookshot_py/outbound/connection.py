@@ -53,13 +53,13 @@ class OutboundHookType(ConnectionType[OutboundHookConfig]):
     def __init__(
         self,
         queue: OutboundQueue,
-        codec: HookshotTokenCodec,
+        codec: HookshotTokenCodec | None,
         gateway: MatrixGateway,
         policy: UrlPolicy,
         wake: Callable[[], None],
     ) -> None:
         self.queue = queue
-        self.codec = codec
+        self.codec = codec  # None: no passFile, so no copy of tokens in hookshot's account data
         self.gateway = gateway
         self.policy = policy
         self.wake = wake
@@ -195,7 +195,7 @@ class OutboundHookType(ConnectionType[OutboundHookConfig]):
         if token is None:
             return
         self._tokens[conn.id] = token
-        if backup:
+        if backup and self.codec is not None:
             try:
                 await self.gateway.set_account_data(
                     account_data_type(conn.room_id, conn.state_key), self.codec.encrypt(token)
@@ -204,6 +204,8 @@ class OutboundHookType(ConnectionType[OutboundHookConfig]):
                 log.warning("Could not back up the token of outbound hook %s to account data: %s", conn.state_key, e)
 
     async def _from_account_data(self, conn: Connection) -> str | None:
+        if self.codec is None:
+            return None
         try:
             stored = await self.gateway.account_data(account_data_type(conn.room_id, conn.state_key))
         except Exception as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -23,6 +24,8 @@ from hookshot_py.outbound.routes import DeliveryLogRoute
 from hookshot_py.outbound.sender import OutboundSender
 from hookshot_py.outbound.tokens import HookshotTokenCodec
 from hookshot_py.services import Services
+
+log = logging.getLogger(__name__)
 
 
 class OutboundIntegration(Integration):
@@ -46,8 +49,12 @@ class OutboundIntegration(Integration):
             self.session, download, max_media_bytes=delivery.max_media_size, timeout_s=delivery.timeout_seconds
         )
         self.sender = OutboundSender(self.queue, client, services.outbox, services.metrics, delivery)
-        # The passFile exists: the SecretBox was made from it (and generated it if it was missing).
-        codec = HookshotTokenCodec.from_pass_file(services.config.pass_file)
+        # The bridge made its SecretBox from the passFile (generating it if missing); hookshot's
+        # copies of tokens need the same key.
+        pass_file = services.config.pass_file
+        codec = HookshotTokenCodec.from_pass_file(pass_file) if pass_file.exists() else None
+        if codec is None:
+            log.warning("passFile %s is missing: outbound hook tokens are not copied to account data", pass_file)
         self.hooks = OutboundHookType(self.queue, codec, services.gateway, policy, self.sender.wake)
         self.log_route = DeliveryLogRoute(services, self.queue)
 

@@ -3,12 +3,8 @@ their legacy aliases), explained, listed, and reported in the room once, durably
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
-
-import pytest
-from support.bridge import create_database
 
 from hookshot_py.connections.base import connection_id
 from hookshot_py.connections.known import KNOWN_TYPES, known_type, unsupported_reason
@@ -19,16 +15,6 @@ from hookshot_py.metrics import Metrics
 
 ROOM, OTHER = "!room:hookshot.test", "!other"
 GENERIC = "uk.half-shot.matrix-hookshot.generic.hook"
-
-
-@pytest.fixture
-async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
-    database = Database(await create_database(pg_admin_dsn))
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.stop()
 
 
 def make(db: Database) -> UnsupportedConnections:

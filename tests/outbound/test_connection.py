@@ -5,14 +5,12 @@ queueing the room's events."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from support.bridge import create_database
 
 from hookshot_py.connections.base import Connection
 from hookshot_py.db.database import Database
@@ -46,16 +44,6 @@ def codec(tmp_path_factory: pytest.TempPathFactory) -> HookshotTokenCodec:
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))  # fmt: skip
     return HookshotTokenCodec.from_pass_file(path)
-
-
-@pytest.fixture
-async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
-    database = Database(await create_database(pg_admin_dsn))
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.stop()
 
 
 def make_type(codec: HookshotTokenCodec, policy: UrlPolicy | None = None, db: Database | None = None,

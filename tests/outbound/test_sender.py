@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp
 import pytest
 from fakes.receiver import Receiver, verify
-from support.bridge import create_database
 from support.helpers import eventually
 
 from hookshot_py.config import OutboundDeliveryConfig
@@ -29,16 +28,6 @@ from hookshot_py.tokens import SecretBox
 LOCAL = UrlPolicy.create(allowed_ranges=["127.0.0.1/32"])
 ROOM = "!room:hookshot.test"
 BOX = SecretBox(os.urandom(32))
-
-
-@pytest.fixture
-async def db(pg_admin_dsn: str) -> AsyncIterator[Database]:
-    database = Database(await create_database(pg_admin_dsn))
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.stop()
 
 
 def event(n: int, hook: str = "") -> dict[str, Any]:
