@@ -155,11 +155,11 @@ class OutboundHookType(ConnectionType[OutboundHookConfig]):
         adopted = await self._from_account_data(conn)
         if adopted is not None:
             log.info("Outbound hook %s in %s: adopted hookshot's token from account data", conn.state_key, conn.room_id)
-            await self._save(conn, adopted)
+            await self._save(conn, adopted, replace=False)
             return
         log.warning("Outbound hook %s in %s had no token; generated one (see the provisioning API's secrets)",
                     conn.state_key, conn.room_id)
-        await self._save(conn, new_token(), backup=True)
+        await self._save(conn, new_token(), backup=True, replace=False)
 
     async def on_unloaded(self, conn: Connection) -> None:
         self._tokens.pop(conn.id, None)
@@ -187,18 +187,21 @@ class OutboundHookType(ConnectionType[OutboundHookConfig]):
 
     # -- the token ----------------------------------------------------------------------------------
 
-    async def _save(self, conn: Connection, token: str | None, *, backup: bool = False) -> None:
-        """Store the hook's row (the token only when given) and, with `backup`, hookshot's copy."""
+    async def _save(self, conn: Connection, token: str | None, *, backup: bool = False, replace: bool = True) -> None:
+        """Store the hook's row (the token only when given; see `OutboundQueue.save_hook` for
+        `replace`) and, with `backup`, hookshot's copy of the token."""
         hook = self.config_of(conn)
-        await self.queue.save_hook(conn.id, conn.room_id, conn.state_key, hook.url, hook.method, token)
+        stored = await self.queue.save_hook(
+            conn.id, conn.room_id, conn.state_key, hook.url, hook.method, token, replace=replace
+        )
         self._targets[conn.id] = (hook.url, hook.method)
-        if token is None:
+        if stored is None:
             return
-        self._tokens[conn.id] = token
-        if backup and self.codec is not None:
+        self._tokens[conn.id] = stored
+        if backup and stored == token and self.codec is not None:
             try:
                 await self.gateway.set_account_data(
-                    account_data_type(conn.room_id, conn.state_key), self.codec.encrypt(token)
+                    account_data_type(conn.room_id, conn.state_key), self.codec.encrypt(stored)
                 )
             except Exception as e:  # Postgres has it; account data is the backup copy
                 log.warning("Could not back up the token of outbound hook %s to account data: %s", conn.state_key, e)

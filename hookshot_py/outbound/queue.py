@@ -73,23 +73,28 @@ class OutboundQueue:
     # -- hooks --------------------------------------------------------------------------------------
 
     async def save_hook(
-        self, connection_id: str, room_id: str, state_key: str, url: str, method: str, token: str | None
-    ) -> None:
-        """Create or update a hook's row; `token` None keeps the stored one (the row must exist)."""
+        self, connection_id: str, room_id: str, state_key: str, url: str, method: str, token: str | None,
+        *, replace: bool = True,
+    ) -> str | None:
+        """Create or update a hook's row and return its token. `token` None keeps the stored one
+        (the row must exist); with `replace` False a stored token wins over `token` (another
+        process made the row first)."""
         if token is None:
             await self.db.execute(
                 "UPDATE outbound_hooks SET url = $2, method = $3 WHERE connection_id = $1", connection_id, url, method
             )
-            return
-        await self.db.execute(
+            return None
+        blob = await self.db.fetchval(
             """
             INSERT INTO outbound_hooks (connection_id, room_id, state_key, url, method, token)
             VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (connection_id) DO UPDATE SET url = EXCLUDED.url, method = EXCLUDED.method,
-                token = EXCLUDED.token
+                token = CASE WHEN $7 THEN EXCLUDED.token ELSE outbound_hooks.token END
+            RETURNING token
             """,
-            connection_id, room_id, state_key, url, method, self.box.encrypt(token.encode()),
+            connection_id, room_id, state_key, url, method, self.box.encrypt(token.encode()), replace,
         )
+        return self._decrypt(connection_id, blob) or token
 
     async def tokens(self, connection_ids: list[str]) -> dict[str, str]:
         """The stored tokens of these hooks (those that have one and decrypt)."""

@@ -247,3 +247,17 @@ def test_the_default_retry_budget_outlasts_an_hour_long_outage() -> None:
     shortest = sum(min(sender.max_backoff_s, sender.base_backoff_s * 2 ** (n - 1)) * 0.8
                    for n in range(1, cfg.max_attempts))  # fmt: skip
     assert shortest > 3600 and cfg.max_age >= 3_600_000
+
+
+async def test_the_first_stored_token_wins_unless_replaced(rig: Rig) -> None:
+    """Two processes finding a hook without a token both make one: they end up with the same."""
+    q1, _ = rig.process("p1")
+    q2, _ = rig.process("p2")
+    url = f"{rig.base}/ci"
+    assert await q1.save_hook("c", ROOM, "ci", url, "PUT", "hs-ob-first", replace=False) == "hs-ob-first"
+    assert await q2.save_hook("c", ROOM, "ci", url, "POST", "hs-ob-second", replace=False) == "hs-ob-first"
+    assert await q2.tokens(["c"]) == {"c": "hs-ob-first"}
+    assert await q1.save_hook("c", ROOM, "ci", url, "PUT", "hs-ob-new") == "hs-ob-new"  # a new hook of that name
+    assert await q1.save_hook("c", ROOM, "ci", f"{url}2", "POST", None) is None
+    row = await rig.db.fetchrow("SELECT url, method FROM outbound_hooks")
+    assert (row["url"], row["method"]) == (f"{url}2", "POST") and await q2.tokens(["c"]) == {"c": "hs-ob-new"}
