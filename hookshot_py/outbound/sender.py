@@ -62,13 +62,16 @@ class OutboundSender:
         self._task: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._last_prune = 0.0
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbound-sender")
 
     async def stop(self) -> None:
+        self._stopping = True
         for timer in self._timers:
             timer.cancel()
         tasks = [*self._draining.values(), *([self._task] if self._task else [])]
@@ -93,7 +96,7 @@ class OutboundSender:
     # -- the loop -----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             try:
                 for conn_id in await self.queue.claim(self.parallel - len(self._draining), self.lease_s):
@@ -105,8 +108,11 @@ class OutboundSender:
                     log.debug("Outbound deliveries pruned: %s", await self.queue.prune(KEEP_DAYS))
             except Exception:
                 log.exception("Claiming outbound hooks failed; trying again in %.0f s", self.poll_s)
+            # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that comes as
+            # the event is set, and this loop would outlive stop().
             try:
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
 

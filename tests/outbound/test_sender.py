@@ -4,6 +4,7 @@ clear failure notice, and several bridge processes sharing the work without doub
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -261,3 +262,15 @@ async def test_the_first_stored_token_wins_unless_replaced(rig: Rig) -> None:
     assert await q1.save_hook("c", ROOM, "ci", f"{url}2", "POST", None) is None
     row = await rig.db.fetchrow("SELECT url, method FROM outbound_hooks")
     assert (row["url"], row["method"]) == (f"{url}2", "POST") and await q2.tokens(["c"]) == {"c": "hs-ob-new"}
+
+
+async def test_stop_returns_even_when_woken_at_the_same_moment(rig: Rig) -> None:
+    """(asyncio.wait_for on Python 3.11 loses a cancellation that coincides with the event it
+    waits for: a sender stopped right after a wake-up used to run on, and stop() never returned.)"""
+    for _ in range(5):
+        _, sender = rig.process("p1")
+        sender.poll_s = 60
+        sender.start()
+        await asyncio.sleep(0.2)  # it has claimed nothing and waits to be woken
+        sender.wake()
+        await asyncio.wait_for(sender.stop(), 5)
