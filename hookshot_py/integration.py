@@ -34,7 +34,8 @@ class Integration:
         """Routes on the listener with the `webhooks` resource (e.g. /github/webhook)."""
 
     def add_provisioning_routes(self, app: web.Application) -> None:
-        """Routes under /v1/{name}/ on the provisioning listener."""
+        """Routes on the provisioning listener: under /v1/{name}/, or a connection's own
+        resources under /v1/{roomId}/connections/{id}/ (the outbound hooks' delivery log)."""
 
     async def start(self) -> None:
         """Background work (pollers...). Called once the bridge is ready."""

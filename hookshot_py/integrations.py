@@ -12,6 +12,7 @@ from hookshot_py.github.integration import create as github
 from hookshot_py.gitlab.integration import create as gitlab
 from hookshot_py.integration import Integration
 from hookshot_py.jira.integration import create as jira
+from hookshot_py.outbound.integration import create as outbound
 from hookshot_py.services import Services
 
 Factory = Callable[[Services], Integration | None]
@@ -24,6 +25,7 @@ FACTORIES: list[Factory] = [
     barkeep,
     jira,
     feeds,
+    outbound,
     generic,
 ]
 

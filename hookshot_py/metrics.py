@@ -52,6 +52,15 @@ class Metrics:
         self.commands = Counter(
             "hookshot_commands", "Bot commands handled", ["outcome"], registry=r
         )
+        self.outbound_attempts = Counter(
+            "hookshot_outbound_attempts",
+            "Outbound webhook delivery attempts, by outcome (delivered, retry, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.outbound_given_up = Counter(
+            "hookshot_outbound_given_up", "Events outbound webhooks gave up delivering", registry=r
+        )
         # hookshot's feed metrics (all processes' feeds: the state is shared in Postgres).
         self.feeds_count = Gauge("hookshot_feeds_count", "Feeds polled", registry=r)
         self.feeds_fetch_ms = Gauge("hookshot_feeds_fetch_ms", "Time the last feed poll took", registry=r)

@@ -270,13 +270,11 @@ def _check_services(config: Config, listeners: list[_Listener], source: str, pro
             "users log in with a personal access token (`jira personaltoken <token>`); section ignored"
         )
     generic = config.generic
-    if generic is not None and generic.outbound:
-        config.warnings.append("generic.outbound: outbound webhooks are not supported by hookshot_py yet; ignored")
-
     enabled = [
         name
         for name, on in (
             ("generic", generic is not None and generic.enabled),
+            ("genericOutbound", generic is not None and generic.outbound),
             ("github", config.github is not None),
             ("gitlab", config.gitlab is not None),
             ("gitflic", config.gitflic is not None),
@@ -294,7 +292,7 @@ def _check_services(config: Config, listeners: list[_Listener], source: str, pro
     _check_static_connections(config, problems)
 
     # Barkeep and feeds are polled: they need no webhooks listener.
-    receivers = [name for name in enabled if name not in ("barkeep", "feeds")]
+    receivers = [name for name in enabled if name not in ("barkeep", "feeds", "genericOutbound")]
     if receivers and not any("webhooks" in lst.config.resources for lst in listeners):
         problems.add("listeners", f'no listener serves the "webhooks" resource, needed by {", ".join(receivers)}')
 

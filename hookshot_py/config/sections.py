@@ -119,6 +119,18 @@ class ProvisioningConfig:
 
 
 @section
+class OutboundDeliveryConfig:
+    """How outbound webhooks are retried (hookshot sends each event once and forgets it)."""
+
+    max_attempts: int = key(default=50, parse=values.positive_int)
+    max_age: int = key(default=24 * 3_600_000, parse=values.duration_ms)
+    """Milliseconds: an event not delivered this long after it arrived is given up."""
+    timeout_seconds: int = key(default=30, parse=values.positive_int)
+    max_media_size: int = key(default=50 * 1024 * 1024, parse=values.size_bytes)
+    """Bytes: larger files are sent without their `media` part."""
+
+
+@section
 class GenericConfig:
     url_prefix: str = key(parse=values.url_prefix)
     enabled: bool = True
@@ -134,6 +146,7 @@ class GenericConfig:
     payload_size_limit: int = key(default=1024 * 1024, parse=values.size_bytes)
     """Bytes."""
     outbound: bool = False
+    outbound_delivery: OutboundDeliveryConfig = field(default_factory=OutboundDeliveryConfig)
     displayname_suffix: str = " (Webhook)"
     """Appended to a hook's name to make its user's display name (hookshot PR #1257's key)."""
 

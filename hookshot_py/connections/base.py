@@ -68,6 +68,8 @@ class ConnectionType(ABC, Generic[ConfigT]):
     commands: CommandRegistry = CommandRegistry()
     # The prefix a connection answers when its state names none (None: no prefix commands).
     default_command_prefix: str | None = None
+    # True: `on_room_event` gets the room's non-state events from users other than the bridge's.
+    wants_room_events: ClassVar[bool] = False
 
     @abstractmethod
     def validate(
@@ -129,6 +131,10 @@ class ConnectionType(ABC, Generic[ConfigT]):
 
     async def on_unloaded(self, conn: Connection) -> None:
         """Called when a connection leaves the index."""
+
+    async def on_room_event(self, conn: Connection, event: dict[str, Any]) -> None:
+        """A non-state event in `conn`'s room (see `wants_room_events`). It holds up the
+        homeserver's transaction: queue the work durably, do it in the background."""
 
     def secrets(self, conn: Connection) -> dict[str, Any] | None:
         """Secrets shown only to users allowed to edit (e.g. a webhook URL)."""

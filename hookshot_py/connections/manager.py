@@ -2,7 +2,9 @@
 
 Bot commands, the provisioning API and state events arriving from the homeserver all go
 through here: validate → check permission (`access.py`) → write the state event (the truth)
-→ mirror the row in Postgres (`mirror.py`) → index in memory.
+→ mirror the row in Postgres (`mirror.py`) → index in memory. Connection state of a type this
+bridge does not serve is kept aside and reported (`unsupported.py`); room events reach the
+types that want them (`room_event`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from mautrix.errors import MatrixRequestError
 from hookshot_py import jsonsafe
 from hookshot_py.connections.access import RoomAccess
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome, is_disabled
+from hookshot_py.connections.known import known_type
 from hookshot_py.connections.mirror import ConnectionMirror
+from hookshot_py.connections.unsupported import UnsupportedConnections
 from hookshot_py.errors import ApiError, ErrCode, ValidationIssue, validation_error
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
@@ -47,6 +51,7 @@ class ConnectionManager:
         self._by_event_type: dict[str, AnyType] = {}
         self._rooms: dict[str, dict[str, Connection]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.unsupported = UnsupportedConnections(mirror.db, outbox)
 
     def add_type(self, ctype: AnyType) -> None:
         """Register a connection type (before `load()`)."""
@@ -58,6 +63,13 @@ class ConnectionManager:
 
     def type_for(self, event_type: str) -> AnyType | None:
         return self._by_event_type.get(event_type)
+
+    def follows_state(self, event_type: str) -> bool:
+        """A connection state type: served here, or known from hookshot and reported as unserved."""
+        return event_type in self._by_event_type or known_type(event_type) is not None
+
+    def _served(self) -> set[str]:
+        return {t.event_type for t in self.types}
 
     def type_of(self, conn: Connection) -> AnyType:
         return self._by_event_type[conn.event_type]
@@ -74,6 +86,12 @@ class ConnectionManager:
     def get(self, room_id: str, connection_id: str) -> Connection:
         conn = self._rooms.get(room_id, {}).get(connection_id)
         if conn is None:
+            unserved = self.unsupported.get(room_id, connection_id)
+            if unserved is not None:
+                raise ApiError(
+                    ErrCode.UNSUPPORTED_OPERATION,
+                    f"{unserved.reason} The connection's state is kept as it is.",
+                )
             raise ApiError(ErrCode.NOT_FOUND, "Connection not found.")
         return conn
 
@@ -106,10 +124,12 @@ class ConnectionManager:
         """Load every mirrored connection in one query (no room state is read), then the static
         connections declared in the config (which win over a mirrored one of the same key)."""
         by_type: dict[str, dict[str, Connection]] = {}
+        unserved: list[tuple[str, str, str, dict[str, Any]]] = []
         for row in await self.mirror.rows():
             ctype = self.type_for(row.event_type)
-            if ctype is None:
-                continue  # a type disabled in the config since; keep the row
+            if ctype is None:  # a type disabled in the config since; keep the row
+                unserved.append((row.room_id, row.event_type, row.state_key, row.content))
+                continue
             conn = Connection(row.room_id, row.event_type, row.state_key, row.content, row.connection_id)
             try:
                 ctype.config_of(conn)
@@ -126,6 +146,8 @@ class ConnectionManager:
         for t in self.types:
             await t.start(list(by_type.get(t.event_type, {}).values()))
         self._update_gauges()
+        await self.unsupported.load(self._served(), unserved)
+        self.unsupported.summary("known at start-up", each=False)  # listed after reading room state
         return sum(len(v) for v in by_type.values())
 
     def static_rooms(self) -> set[str]:
@@ -152,6 +174,7 @@ class ConnectionManager:
 
         await asyncio.gather(*(one(r) for r in room_ids))
         log.info("Reconciled connections of %d room(s)", len(room_ids))
+        self.unsupported.summary("after reading room state")
 
     async def reconcile_room(self, room_id: str) -> None:
         state = await self.gateway.room_state(room_id)
@@ -169,6 +192,7 @@ class ConnectionManager:
             if conn.id not in seen and not conn.static:
                 log.info("Connection %s in %s is gone from room state; removing", conn.state_key, room_id)
                 await self._drop(conn)
+        await self.unsupported.sync_room(room_id, state, self._served())
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -311,6 +335,10 @@ class ConnectionManager:
         or our own echo). Returns the resulting connection, if any."""
         ctype = self.type_for(event.get("type", ""))
         room_id, key = event.get("room_id"), event.get("state_key")
+        if ctype is None and isinstance(room_id, str):
+            async with self._lock(room_id):
+                await self.unsupported.apply(event, self._served())
+            return None
         if ctype is None or not isinstance(room_id, str) or not isinstance(key, str):
             return None
         raw = event.get("content")
@@ -357,9 +385,23 @@ class ConnectionManager:
     async def forget_room(self, room_id: str) -> None:
         """The bot left or was kicked: its connections there stop (room state keeps them)."""
         self.access.mark_joined(room_id, False)
+        self.unsupported.forget_room(room_id)
         for conn in self.connections(room_id):
             if not conn.static:  # declared in the config: back as soon as the bot is
                 await self._drop(conn)
+
+    # -- room events --------------------------------------------------------------------------------
+
+    async def room_event(self, event: dict[str, Any]) -> None:
+        """A non-state event someone other than the bridge's users sent: handed to the room's
+        connections whose type wants room events (outbound webhooks queue it)."""
+        room_id = event.get("room_id")
+        if not isinstance(room_id, str):
+            return
+        for conn in self.connections(room_id):
+            ctype = self.type_of(conn)
+            if ctype.wants_room_events:
+                await ctype.on_room_event(conn, event)
 
     async def _notice(self, room_id: str, text: str) -> None:
         await self.outbox.enqueue([OutgoingEvent(room_id, {"msgtype": "m.notice", "body": text})])

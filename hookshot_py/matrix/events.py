@@ -1,5 +1,7 @@
 """Events from the homeserver, routed: memberships (invites, joins, kicks), connection state
-events (to the ConnectionManager) and messages (to the command dispatcher)."""
+events (to the ConnectionManager), messages (to the command dispatcher), and every non-state
+event from someone other than the bridge's users (to the ConnectionManager, for the room's
+outbound webhooks)."""
 
 from __future__ import annotations
 
@@ -56,11 +58,15 @@ class EventRouter:
         etype = event.get("type")
         if etype == MEMBER and isinstance(event.get("state_key"), str):
             await self._on_member(event)
-        elif isinstance(etype, str) and self.manager.type_for(etype) is not None and "state_key" in event:
+        elif isinstance(etype, str) and self.manager.follows_state(etype) and "state_key" in event:
             await self.manager.apply_state_event(event)
-        elif etype == "m.room.message":
-            # Commands may take a while (forge API calls): don't hold up the transaction.
-            self.spawn(self.dispatcher.handle_message(event), "command")
+        elif "state_key" not in event:
+            sender = event.get("sender")
+            if isinstance(sender, str) and not self.is_bridge_user(sender) and sender != self.gateway.bot_mxid:
+                await self.manager.room_event(event)
+            if etype == "m.room.message":
+                # Commands may take a while (forge API calls): don't hold up the transaction.
+                self.spawn(self.dispatcher.handle_message(event), "command")
 
     async def _on_member(self, event: dict[str, Any]) -> None:
         room_id, target, sender = event["room_id"], event["state_key"], event.get("sender", "")

@@ -7,10 +7,13 @@ passes plain `str` ids, converted here to mautrix's `RoomID`/`UserID`/`ContentUR
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 from mautrix.api import Method, Path
 from mautrix.appservice import AppService, IntentAPI
 from mautrix.errors import MatrixRequestError, MNotFound
@@ -33,6 +36,17 @@ class SendError(Exception):
         self.errcode = errcode
         self.retry_after_ms = retry_after_ms
         self.permanent = permanent
+
+
+class MediaError(Exception):
+    """A download from the media repository failed; `permanent` means retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+_MXC = re.compile(r"^mxc://([A-Za-z0-9.\-:\[\]]+)/([A-Za-z0-9_\-]+)$")
 
 
 class MatrixGateway:
@@ -177,6 +191,45 @@ class MatrixGateway:
         if avatar_url is not None:
             await intent.set_avatar_url(ContentURI(avatar_url))
 
+    # -- media ----------------------------------------------------------------------------------
+
+    async def download_media(self, mxc: str, *, max_bytes: int, timeout: float) -> tuple[bytes, str | None]:
+        """The file behind `mxc` and its content type, as the bot, over the authenticated media
+        API (Matrix 1.11; the unauthenticated one for older servers). Reads at most `max_bytes`."""
+        match = _MXC.match(mxc)
+        if match is None:
+            raise MediaError(f"{mxc!r} is not an mxc:// URI", permanent=True)
+        server, media_id = (quote(part, safe="") for part in match.groups())
+        api = self._bot.api
+        paths = (
+            f"/_matrix/client/v1/media/download/{server}/{media_id}",
+            f"/_matrix/media/v3/download/{server}/{media_id}",
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                for i, path in enumerate(paths):
+                    url = api.base_url.with_path(path, encoded=True)
+                    headers = {"Authorization": f"Bearer {self.appservice.as_token}"} if i == 0 else {}
+                    async with api.session.get(url, headers=headers, params={"allow_redirect": "true"}) as resp:
+                        if resp.status == 404 and i == 0 and await _unrecognized(resp):
+                            continue  # a server without authenticated media
+                        if resp.status != 200:
+                            raise MediaError(f"the media repository answered {resp.status} for {mxc}",
+                                             permanent=resp.status in (400, 403, 404))
+                        if (resp.content_length or 0) > max_bytes:
+                            raise MediaError(f"{mxc} is larger than {max_bytes} bytes", permanent=True)
+                        body = bytearray()
+                        async for chunk in resp.content.iter_chunked(65536):
+                            body += chunk
+                            if len(body) > max_bytes:
+                                raise MediaError(f"{mxc} is larger than {max_bytes} bytes", permanent=True)
+                        return bytes(body), resp.content_type if "Content-Type" in resp.headers else None
+        except TimeoutError as e:
+            raise MediaError(f"downloading {mxc} took longer than {timeout:.0f} s", permanent=False) from e
+        except aiohttp.ClientError as e:
+            raise MediaError(f"downloading {mxc} failed: {type(e).__name__}: {e}", permanent=False) from e
+        raise MediaError(f"the media repository does not know {mxc}", permanent=True)
+
     # -- sending (only the outbox calls this) -------------------------------------------------
 
     async def send_event(
@@ -223,3 +276,11 @@ class MatrixGateway:
             raise SendError(str(e)) from e
         except Exception as e:  # network errors, timeouts: the homeserver may be down
             raise SendError(f"{type(e).__name__}: {e}") from e
+
+
+async def _unrecognized(resp: aiohttp.ClientResponse) -> bool:
+    try:
+        body = await resp.json(content_type=None)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("errcode") == "M_UNRECOGNIZED"

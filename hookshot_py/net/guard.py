@@ -235,6 +235,26 @@ async def resolved_refusal(policy: UrlPolicy, host: str, *, timeout: float = RES
     return reason if len(kept) < len(addresses) else None
 
 
+async def check_url_resolved(policy: UrlPolicy, url: str | URL) -> URL:
+    """:meth:`UrlPolicy.check_url`, then the host's addresses as DNS gives them now: refuse a
+    URL whose host resolves only to addresses the policy refuses (or to none), with the reason.
+    For a clear refusal when a user sets a URL; every connection is still checked again."""
+    parsed = policy.check_url(url)
+    host = parsed.raw_host or ""
+    if policy.host_allowed(host) or parse_ip(host) is not None:
+        return parsed
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise BlockedUrl(str(url), f"{host} could not be resolved ({e.strerror or e})") from e
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    kept, reason = policy.filter_addresses(host, addresses)
+    if not kept:
+        raise BlockedUrl(str(url), reason or f"{host} did not resolve to any address")
+    return parsed
+
+
 class GuardedConnector(aiohttp.TCPConnector):
     """A TCP connector that connects only to addresses the policy admits.
 

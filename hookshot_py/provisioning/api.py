@@ -31,6 +31,19 @@ _PUBLIC = {"/v1/health", "/v1/openapi.json"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def user_id_of(request: web.Request) -> str:
+    """The `?userId=` a request acts for (400 when missing or malformed)."""
+    return params.user_id(request)
+
+
+def room_id_of(request: web.Request) -> str:
+    """The `{room_id}` of the path (400 when it is not a room id)."""
+    room_id = request.match_info["room_id"]
+    if not _ROOM_ID.match(room_id) or len(room_id) > 255:
+        raise ApiError(ErrCode.BAD_VALUE, f"Invalid roomId {room_id!r}: room ids start with '!'.")
+    return room_id
+
+
 class ProvisioningApi:
     def __init__(self, services: Services, secret: str) -> None:
         self.s = services
@@ -66,17 +79,6 @@ class ProvisioningApi:
         resp = await handler(request)
         self.s.metrics.provisioning_requests.labels(method=request.method, status=str(resp.status)).inc()
         return resp
-
-    @staticmethod
-    def _user_id(request: web.Request) -> str:
-        return params.user_id(request)
-
-    @staticmethod
-    def _room_id(request: web.Request) -> str:
-        room_id = request.match_info["room_id"]
-        if not _ROOM_ID.match(room_id) or len(room_id) > 255:
-            raise ApiError(ErrCode.BAD_VALUE, f"Invalid roomId {room_id!r}: room ids start with '!'.")
-        return room_id
 
     @staticmethod
     async def _body(request: web.Request) -> dict[str, Any]:
@@ -123,7 +125,7 @@ class ProvisioningApi:
         )
 
     async def list_connections(self, request: web.Request) -> web.Response:
-        user_id, room_id = self._user_id(request), self._room_id(request)
+        user_id, room_id = user_id_of(request), room_id_of(request)
         await self.s.manager.access.assert_can_read(room_id, user_id)
         out = []
         can_edit: dict[str, bool] = {}
@@ -131,17 +133,22 @@ class ProvisioningApi:
             if conn.event_type not in can_edit:
                 can_edit[conn.event_type] = await self._can_edit(room_id, user_id, conn.event_type)
             out.append(self.s.manager.details(conn, include_secrets=can_edit[conn.event_type]))
+        bot = self.s.gateway.bot_mxid
+        out.extend(c.details(bot) for c in self.s.manager.unsupported.in_room(room_id))
         return web.json_response(out)
 
     async def get_connection(self, request: web.Request) -> web.Response:
-        user_id, room_id = self._user_id(request), self._room_id(request)
+        user_id, room_id = user_id_of(request), room_id_of(request)
         await self.s.manager.access.assert_can_read(room_id, user_id)
+        unserved = self.s.manager.unsupported.get(room_id, request.match_info["id"])
+        if unserved is not None:
+            return web.json_response(unserved.details(self.s.gateway.bot_mxid))
         conn = self.s.manager.get(room_id, request.match_info["id"])
         secrets = await self._can_edit(room_id, user_id, conn.event_type)
         return web.json_response(self.s.manager.details(conn, include_secrets=secrets))
 
     async def create_connection(self, request: web.Request) -> web.Response:
-        user_id, room_id = self._user_id(request), self._room_id(request)
+        user_id, room_id = user_id_of(request), room_id_of(request)
         event_type = request.match_info["event_type"]
         if self.s.manager.type_for(event_type) is None:
             raise ApiError(ErrCode.NOT_FOUND, f"Unknown event type {event_type}.")
@@ -153,7 +160,7 @@ class ProvisioningApi:
         return web.json_response(out)
 
     async def update_connection(self, request: web.Request) -> web.Response:
-        user_id, room_id = self._user_id(request), self._room_id(request)
+        user_id, room_id = user_id_of(request), room_id_of(request)
         body = await self._body(request)
         await self.s.manager.access.assert_can_read(room_id, user_id)
         conn, outcome = await self.s.manager.update(room_id, request.match_info["id"], body, user_id=user_id)
@@ -163,7 +170,7 @@ class ProvisioningApi:
         return web.json_response(out)
 
     async def delete_connection(self, request: web.Request) -> web.Response:
-        user_id, room_id = self._user_id(request), self._room_id(request)
+        user_id, room_id = user_id_of(request), room_id_of(request)
         await self.s.manager.access.assert_can_read(room_id, user_id)
         await self.s.manager.remove(room_id, request.match_info["id"], user_id=user_id)
         return web.json_response({"ok": True})

@@ -42,6 +42,45 @@ _CONNECTION = {
             "type": "object",
             "properties": {"header": {"type": "string"}, "message": {"type": "string"}},
         },
+        "unsupported": {
+            "type": "object",
+            "description": "Set on a connection this bridge keeps but does not serve (its service is disabled "
+            "or not implemented); its state is untouched and it cannot be changed here.",
+            "required": ["reason"],
+            "properties": {"reason": {"type": "string"}},
+        },
+    },
+}
+
+_TIME = {"type": "string", "format": "date-time", "nullable": True}
+_DELIVERY = {
+    "type": "object",
+    "required": ["id", "eventId", "eventType", "sender", "status", "attempts", "createdAt"],
+    "properties": {
+        "id": {"type": "integer", "description": "Also sent as X-Matrix-Hookshot-Delivery"},
+        "eventId": {"type": "string"},
+        "eventType": {"type": "string"},
+        "sender": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "attempts": {"type": "integer"},
+        "createdAt": {"type": "string", "format": "date-time"},
+        "lastAttemptAt": _TIME,
+        "nextAttemptAt": _TIME,
+        "finishedAt": _TIME,
+        "responseStatus": {"type": "integer", "nullable": True},
+        "error": {"type": "string", "nullable": True},
+    },
+}
+_DELIVERY_LOG = {
+    "type": "object",
+    "required": ["deliveries", "counts", "next"],
+    "properties": {
+        "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}},
+        "counts": {
+            "type": "object",
+            "properties": {s: {"type": "integer"} for s in ("pending", "delivered", "failed")},
+        },
+        "next": {"type": "integer", "nullable": True, "description": "The `before` of the next page"},
     },
 }
 
@@ -213,7 +252,13 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": _ERROR, "Connection": _CONNECTION, "ConnectionType": _CONNECTION_TYPE},
+            "schemas": {
+                "Error": _ERROR,
+                "Connection": _CONNECTION,
+                "ConnectionType": _CONNECTION_TYPE,
+                "Delivery": _DELIVERY,
+                "DeliveryLog": _DELIVERY_LOG,
+            },
         },
         "paths": {
             **_jira_paths(),
@@ -290,6 +335,21 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {**_ok(_GITLAB_PROJECTS), **_err(400, 401, 403, 404, 502)},
                 }
+            },
+            "/v1/{roomId}/connections/{id}/deliveries": {
+                "get": {
+                    "summary": "An outbound webhook's delivery log, newest first (for users who may edit it)",
+                    "parameters": [
+                        _ROOM, _ID, _USER,
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
+                                                                     "default": 50}},
+                        {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1},
+                         "description": "Only deliveries with a smaller id (the `next` of the previous page)"},
+                        {"name": "status", "in": "query",
+                         "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]}},
+                    ],
+                    "responses": {**_ok({"$ref": "#/components/schemas/DeliveryLog"}), **_err(*_AUTH_ERRORS)},
+                },
             },
         },
     }

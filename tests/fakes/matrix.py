@@ -41,7 +41,7 @@ from typing import Any
 from mautrix.appservice.api.intent import IntentError
 from mautrix.errors import MatrixRequestError, MForbidden, make_request_error
 
-from hookshot_py.matrix.gateway import SendError
+from hookshot_py.matrix.gateway import MediaError, SendError
 from hookshot_py.matrix.power import RoomPower
 
 MEMBER = "m.room.member"
@@ -142,6 +142,7 @@ class FakeHomeserver:
         self.pushed: list[dict[str, Any]] = []
         self.failures: list[ScriptedFailure] = []
         self.txns: dict[tuple[str, str, str, str], str] = {}
+        self.media: dict[str, tuple[bytes, str]] = {}  # mxc URI → (bytes, content type)
 
     # -- inspection ---------------------------------------------------------------------------------
 
@@ -409,6 +410,12 @@ class FakeHomeserver:
     ) -> dict[str, Any]:
         return self.send_message(room_id, sender, {"msgtype": msgtype, "body": body}, age_ms=age_ms)
 
+    def upload(self, data: bytes, content_type: str) -> str:
+        """Put a file in the media repository; returns its mxc URI."""
+        mxc = f"mxc://{self.server_name}/{secrets.token_hex(12)}"
+        self.media[mxc] = (bytes(data), content_type)
+        return mxc
+
     # -- state as a given user sees it ----------------------------------------------------------------
 
     def visible_state(self, room_id: str, user_id: str) -> dict[StateKey, dict[str, Any]]:
@@ -577,6 +584,23 @@ class FakeMatrixGateway:
             profile["displayname"] = displayname
         if avatar_url is not None:
             profile["avatar_url"] = avatar_url
+
+    # -- media ----------------------------------------------------------------------------------
+
+    async def download_media(self, mxc: str, *, max_bytes: int, timeout: float) -> tuple[bytes, str | None]:
+        """As the real one: MediaError, permanent for unknown media (404) or a file over `max_bytes`;
+        a scripted failure is a MediaError too (permanent for 400, 403, 404)."""
+        try:
+            self._call("download_media", mxc, max_bytes, timeout)
+        except MatrixRequestError as e:
+            raise MediaError(f"the media repository answered {e.http_status} for {mxc}",
+                             permanent=e.http_status in (400, 403, 404)) from e  # fmt: skip
+        if mxc not in self.hs.media:
+            raise MediaError(f"the media repository answered 404 for {mxc}", permanent=True)
+        data, content_type = self.hs.media[mxc]
+        if len(data) > max_bytes:
+            raise MediaError(f"{mxc} is larger than {max_bytes} bytes", permanent=True)
+        return data, content_type
 
     # -- sending --------------------------------------------------------------------------------
 
