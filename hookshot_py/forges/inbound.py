@@ -39,6 +39,7 @@ __all__ = [
     "parse_json_object",
     "read_body",
     "read_in_worker",
+    "read_payload",
     "sign_sha1",
     "sign_sha256",
     "string_values",
@@ -190,6 +191,45 @@ def parse_json_object(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> dict[st
     if not isinstance(data, dict):
         raise ApiError(ErrCode.BAD_VALUE, "The delivery's body must be a JSON object.")
     return data
+
+
+# Lists and strings of a large delivery beyond these are cut before it reaches the event loop: no
+# message reads more (a GitLab push holds 20 commits at most, JIRA's changelog a few items).
+PRUNED_LIST_ITEMS = 100
+PRUNED_STRING_CHARS = 64 * 1024
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _pruned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value[:PRUNED_LIST_ITEMS]]
+    if isinstance(value, str) and len(value) > PRUNED_STRING_CHARS:
+        return value[:PRUNED_STRING_CHARS]
+    return value
+
+
+def parse_pruned(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any] | str:
+    """`parse_json_object`, then long lists and strings cut (recursion is bounded by the depth
+    check): what a worker hands back is small, so taking it costs the event loop little. A
+    refusal comes back as its message (an exception would not cross the process boundary as is)."""
+    try:
+        pruned: dict[str, Any] = _pruned(parse_json_object(raw, max_depth=max_depth))
+    except ApiError as e:
+        return e.error
+    return pruned
+
+
+async def read_payload(cpu: CpuPool | None, raw: bytes) -> dict[str, Any]:
+    """A verified delivery's JSON object for a forge that formats on the event loop: parsed here
+    when small, in a CPU-pool worker (`parse_pruned`) when large, so a stranger's 10 MiB of tiny
+    objects never holds the loop."""
+    if cpu is None or len(raw) <= LIGHT_BODY_BYTES:
+        return parse_json_object(raw)
+    parsed = await read_in_worker(cpu, len(raw), parse_pruned, raw)
+    if isinstance(parsed, str):
+        raise ApiError(ErrCode.BAD_VALUE, parsed)
+    return parsed
 
 
 async def read_in_worker(cpu: CpuPool, size: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

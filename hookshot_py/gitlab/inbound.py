@@ -29,7 +29,7 @@ from aiohttp import web
 from hookshot_py.config import GitLabConfig
 from hookshot_py.connections.base import Connection
 from hookshot_py.errors import ApiError, ErrCode
-from hookshot_py.forges.inbound import parse_json_object, read_body, token_matches
+from hookshot_py.forges.inbound import read_body, read_payload, token_matches
 from hookshot_py.forges.webhooks import HookKey, HookRow
 from hookshot_py.gitlab.connection import GitLabRepoType
 from hookshot_py.gitlab.format import KINDS, Message, PayloadError, ReviewItem, classify, project_path
@@ -124,7 +124,7 @@ class GitLabWebhookRoute:
             log.info("Refused a GitLab delivery: no project has the token it carries")
             raise ApiError(ErrCode.BAD_TOKEN, REFUSED)
         raw = await read_body(request, MAX_BODY_BYTES)
-        payload = parse_json_object(raw)
+        payload = await read_payload(self.renderer.cpu, raw)
         kind = payload.get("object_kind")
         if not isinstance(kind, str) or not kind:
             raise ApiError(ErrCode.BAD_VALUE, "The delivery has no `object_kind`: this is not a GitLab webhook.")

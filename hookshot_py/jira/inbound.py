@@ -31,7 +31,7 @@ from aiohttp import web
 from hookshot_py.connections.base import Connection
 from hookshot_py.cpu_pool import CpuPool, CpuPoolError
 from hookshot_py.errors import ApiError, ErrCode
-from hookshot_py.forges.inbound import parse_json_object, read_body, token_matches, verify_off_loop
+from hookshot_py.forges.inbound import read_body, read_payload, token_matches, verify_off_loop
 from hookshot_py.forges.payload import Payload
 from hookshot_py.jira.connection import JiraProjectType
 from hookshot_py.jira.format import Notice, PayloadError, event_name, format_delivery, subject_of
@@ -89,7 +89,7 @@ class JiraWebhookRoute:
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await self._verified_body(request)
-        payload = parse_json_object(raw)
+        payload = await read_payload(self.cpu, raw)
         webhook_event = payload.get("webhookEvent")
         if not isinstance(webhook_event, str) or not webhook_event:
             raise ApiError(ErrCode.BAD_VALUE, "Missing webhookEvent in body")

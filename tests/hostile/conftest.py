@@ -40,6 +40,8 @@ ALICE = f"@alice:{SERVER_NAME}"
 HS_TOKEN = "hostile-suite-hs-token"
 GITHUB_SECRET = "hostile-suite-github-secret"
 GITFLIC_TOKEN = "hostile-suite-gitflic-token"
+GITLAB_SECRET = "hostile-suite-gitlab-secret"
+JIRA_SECRET = "hostile-suite-jira-secret"
 GITHUB_REPO = "octo-org/hostile"
 # A client that stalls its body is dropped after this long (30 s in production).
 BODY_TIMEOUT_S = 1.0
@@ -133,6 +135,11 @@ async def env(pg_admin_dsn: str) -> AsyncIterator[HostileEnv]:
             "token": GITFLIC_TOKEN,
             "webhook": {"publicUrl": base_url},
         },
+        "gitlab": {
+            "instances": {"gitlab": {"url": "https://gitlab.example.org"}},
+            "webhook": {"secret": GITLAB_SECRET, "publicUrl": base_url},
+        },
+        "jira": {"webhook": {"secret": JIRA_SECRET}, "url": "https://jira.example.org"},
     })  # fmt: skip
     core.services.cpu.deadline = CPU_DEADLINE_S
     ready = lambda: (True, {})  # noqa: E731

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from hookshot_py.forges.inbound import sign_sha256
 from hookshot_py.generic.connection import EVENT_TYPE as GENERIC_TYPE
 
-from .conftest import GITHUB_REPO, GITHUB_SECRET, HostileEnv
+from .conftest import GITHUB_REPO, GITHUB_SECRET, GITLAB_SECRET, JIRA_SECRET, HostileEnv
 
 GITHUB_FIXTURES = Path(__file__).parents[1] / "github" / "fixtures"
 GITFLIC_FIXTURES = Path(__file__).parents[1] / "gitflic" / "fixtures"
@@ -75,6 +75,16 @@ def _github_auth(env: HostileEnv, body: bytes) -> dict[str, str]:
 
 def _gitflic_auth(env: HostileEnv, body: bytes) -> dict[str, str]:
     return {"Gitflic-Webhook-Secret": env.gitflic_secret}
+
+
+def _gitlab_auth(env: HostileEnv, body: bytes) -> dict[str, str]:
+    return {"X-Gitlab-Token": GITLAB_SECRET, "X-Gitlab-Event": "Push Hook",
+            "X-Gitlab-Webhook-UUID": secrets.token_hex(8)}
+
+
+def _jira_auth(env: HostileEnv, body: bytes) -> dict[str, str]:
+    return {"X-Hub-Signature": sign_sha256(JIRA_SECRET, body),
+            "X-Atlassian-Webhook-Identifier": secrets.token_hex(8)}
 
 
 def _provisioning_auth(env: HostileEnv, body: bytes) -> dict[str, str]:
@@ -181,6 +191,10 @@ GITFLIC = Route(
     "/gitflic/webhook", "POST", lambda env: f"{env.base_url}/gitflic/webhook", _gitflic_auth, limit=5 * MIB,
     markdown=_gitflic_markdown,
 )
+GITLAB = Route(
+    "/gitlab/webhook", "POST", lambda env: f"{env.base_url}/gitlab/webhook", _gitlab_auth, limit=10 * MIB,
+)
+JIRA = Route("/jira/webhook", "POST", lambda env: f"{env.base_url}/jira/webhook", _jira_auth, limit=10 * MIB)
 PROVISIONING_CREATE = Route(
     "PUT /v1/{room}/connections/{type}", "PUT", _provisioning_create_url, _provisioning_auth, limit=64 * KIB,
     markdown=_provisioning_markdown,
@@ -218,7 +232,8 @@ AS_ROOM = Route(
 AS_LIVE = Route("appservice /live", "GET", lambda env: f"{env.as_url}/live", json_errors=False)
 
 ROUTES: tuple[Route, ...] = (
-    GENERIC, LEGACY_GENERIC, GITHUB, GITHUB_OAUTH, GITHUB_OAUTH_STATE, GITFLIC, PROVISIONING_CREATE, PROVISIONING_UPDATE,
+    GENERIC, LEGACY_GENERIC, GITHUB, GITHUB_OAUTH, GITHUB_OAUTH_STATE, GITFLIC, GITLAB, JIRA,
+    PROVISIONING_CREATE, PROVISIONING_UPDATE,
     PROVISIONING_LIST, PROVISIONING_OPENAPI, METRICS, LIVE, READY, TRANSACTION, AS_PING, AS_USER, AS_ROOM, AS_LIVE,
 )  # fmt: skip
 BODY_ROUTES = tuple(r for r in ROUTES if r.limit is not None)
