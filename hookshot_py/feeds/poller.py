@@ -21,6 +21,7 @@ posted oldest first (by date when every new item has one, else in reverse docume
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -147,10 +148,10 @@ class FeedPoller:
                 await asyncio.sleep(5)
 
     async def _wait(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel racing the wake-up.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         self._wake.clear()
 
     def _gauges(self, overview: Overview) -> None:

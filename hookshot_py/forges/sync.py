@@ -79,5 +79,6 @@ class HookSync:
                 log.exception("The %s webhook sync failed; trying again later", self.store.service)
                 due = None
             delay = self.idle_s if due is None else min(self.idle_s, max(0.0, due - self.clock()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 1.0))
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel on 3.11
+                async with asyncio.timeout(max(delay, 1.0)):
+                    await self._wake.wait()

@@ -308,6 +308,7 @@ class ReviewDebouncer:
             delay = IDLE_S if due is None else max(0.0, due - self.clock())
             if pending:
                 delay = min(delay, RETRY_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.05))
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel on 3.11
+                async with asyncio.timeout(max(delay, 0.05)):
+                    await self._wake.wait()
 
