@@ -16,11 +16,17 @@ from support.fixtures import (  # noqa: F401
 )
 
 
+# Whole files that run the bridge (or its image build) as real processes end to end, though
+# without Synapse: they belong with the end-to-end tests, not the fast unit run.
+PROCESS_TESTS = ("tests/deploy/", "tests/test_lifecycle.py")
+
+
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
-    """Tests that need the real Synapse (directly or through the bridge) are marked `e2e`, so
-    `-m "not e2e"` runs the fast unit tests alone."""
+    """Tests that need the real Synapse (directly or through the bridge), or run the bridge as a
+    process, are marked `e2e`, so `-m "not e2e"` runs the fast unit tests alone."""
     import pytest
 
     for item in items:
-        if "synapse" in getattr(item, "fixturenames", ()):
+        path = str(item.path.relative_to(config.rootpath))
+        if "synapse" in getattr(item, "fixturenames", ()) or path.startswith(PROCESS_TESTS):
             item.add_marker(pytest.mark.e2e)
