@@ -149,6 +149,9 @@ class ForgeConnectionType(ConnectionType[ConfigT], Generic[ConfigT, RefT]):
 
     async def on_removed(self, conn: Connection, *, user_id: str | None) -> list[str]:
         key = self.key_of(conn)
+        forge = self.hooks.forge
+        if not forge.configured(key.instance):
+            return [f"The {forge.label} instance {key.instance!r} is no longer configured: its webhook was left alone."]
         self._drop(self._pending, key, conn.id)
         remaining = self.union(key, without=conn.id) if self._others(key, conn.id) else None
         return await self.hooks.release(self.ref(conn), remaining, user_id=user_id)

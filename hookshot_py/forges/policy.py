@@ -30,6 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.forges.http import ForgeHttpError
@@ -44,6 +45,7 @@ __all__ = [
     "ProjectHooks",
     "RemoteHook",
     "backoff_seconds",
+    "route_url",
     "same_url",
 ]
 
@@ -62,6 +64,16 @@ def backoff_seconds(attempts: int) -> float:
 
 def same_url(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
+
+
+def route_url(public_url: str | None, path: str) -> str | None:
+    """Where a forge must deliver to the bridge's `path` route (`/gitlab/webhook`): `publicUrl`
+    itself when it names that route, else the route under it (the public address of the
+    webhooks listener). None: no `publicUrl` configured."""
+    if not public_url:
+        return None
+    base = public_url.rstrip("/")
+    return base if urlsplit(base).path.endswith(path) else base + path
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,8 @@ class HookClient(ABC):
 
     owner: str | None = None
     description: str = ""
+    #: Other URLs that are ours too (GitLab: hookshot's), adopted when no hook points at ours.
+    also_ours: tuple[str, ...] = ()
 
     @abstractmethod
     async def list(self) -> list[RemoteHook]: ...
@@ -103,10 +117,13 @@ class HookClient(ABC):
 
     async def adopt_or_create(self, url: str, secret: str, events: Sequence[str]) -> RemoteHook:
         """The project's hook pointing at `url` (left by an earlier database, or entered by
-        hand), updated with our secret and events; else a new one."""
-        for hook in await self.list():
-            if same_url(hook.url, url):
-                return await self.update(hook.id, url, secret, events, hook.events, adopting=True)
+        hand), else at one of `also_ours`, updated with our secret and events; else a new one."""
+        hooks = await self.list()
+        found = next((h for h in hooks if same_url(h.url, url)), None) or next(
+            (h for h in hooks if any(same_url(h.url, other) for other in self.also_ours)), None
+        )
+        if found is not None:
+            return await self.update(found.id, url, secret, events, found.events, adopting=True)
         return await self.create(url, secret, events)
 
 
@@ -162,6 +179,11 @@ class ForgeHooks(ABC, Generic[RefT]):
     @abstractmethod
     def webhook_url(self, ref: RefT) -> str | None:
         """Where the forge must deliver; None when no public URL is configured."""
+
+    def configured(self, instance: str) -> bool:
+        """Whether the forge instance a row names is still in the config (a connection to one
+        that is gone leaves its hook alone when removed)."""
+        return True
 
     @abstractmethod
     async def clients(

@@ -18,6 +18,7 @@ import aiohttp
 
 from hookshot_py.forges.http import NO_RESPONSE, ForgeHttp, ForgeHttpError, RateLimits
 from hookshot_py.forges.models import ModelError
+from hookshot_py.forges.policy import same_url
 from hookshot_py.gitflic.models import Webhook, events_body
 
 __all__ = ["PUBLIC_API_URL", "PUBLIC_WEB_URL", "GitFlicClient", "GitFlicError", "Webhook", "default_api_url"]
@@ -85,10 +86,6 @@ class GitFlicError(ForgeHttpError):
         if self.rate_limited:
             return f"GitFlic at {instance} is rate limiting the bridge; try again later."
         return f"GitFlic at {instance} answered {self.status} for {project}: {self.message}."
-
-
-def _same_url(a: str, b: str) -> bool:
-    return a.rstrip("/") == b.rstrip("/")
 
 
 class GitFlicClient:
@@ -179,7 +176,7 @@ class GitFlicClient:
         """
         wanted = frozenset(events)
         for hook in await self.list_webhooks(owner, project):
-            if not _same_url(hook.url, url):
+            if not same_url(hook.url, url):
                 continue
             if hook.known_events() == wanted and hook.secret == secret and hook.url == url:
                 return hook

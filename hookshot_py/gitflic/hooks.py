@@ -20,7 +20,7 @@ from hookshot_py.config import GitFlicConfig
 from hookshot_py.db.database import Database
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.forges.http import ForgeHttpError, RateLimits
-from hookshot_py.forges.policy import ForgeHooks, HookClient, ManualSetup, ProjectHooks, RemoteHook
+from hookshot_py.forges.policy import ForgeHooks, HookClient, ManualSetup, ProjectHooks, RemoteHook, route_url
 from hookshot_py.forges.webhooks import HookKey, HookRow, WebhookStore
 from hookshot_py.gitflic.client import GitFlicClient, GitFlicError
 from hookshot_py.gitflic.models import SUBSCRIPTION_FLAGS, ProjectRef, Webhook, project_key
@@ -40,18 +40,8 @@ def ordered_events(events: Iterable[str]) -> tuple[str, ...]:
 
 
 def webhook_url(config: GitFlicConfig) -> str | None:
-    """The address GitFlic is told to deliver to, or None when `publicUrl` is not configured.
-
-    `publicUrl` may be the full address of the bridge's `/gitflic/webhook` route or the public
-    base of the webhooks listener, in which case `gitflic/webhook` is appended to it.
-    """
-    base = config.webhook.public_url
-    if not base:
-        return None
-    base = base.rstrip("/")
-    if urlsplit(base).path.endswith(WEBHOOK_PATH):
-        return base
-    return base + WEBHOOK_PATH
+    """Where GitFlic must deliver (None: no `gitflic.webhook.publicUrl`)."""
+    return route_url(config.webhook.public_url, WEBHOOK_PATH)
 
 
 def project_web_url(config: GitFlicConfig, instance: str, owner: str, project: str) -> str | None:
@@ -133,6 +123,9 @@ class GitFlicHooks(ForgeHooks[ProjectRef]):
 
     def order(self, events: Iterable[str]) -> tuple[str, ...]:
         return ordered_events(events)
+
+    def configured(self, instance: str) -> bool:
+        return instance in self.config.instances
 
     def client(self, instance: str, token: str) -> GitFlicClient:
         inst = self.config.instances[instance]

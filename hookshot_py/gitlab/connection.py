@@ -120,12 +120,6 @@ class GitLabRepoType(ForgeConnectionType[RepoConfig, ProjectRef]):
             outcome.secrets["manualSetup"] = change.manual_text
         return outcome
 
-    async def on_removed(self, conn: Connection, *, user_id: str | None) -> list[str]:
-        ref = self.ref(conn)
-        if ref.instance not in self.config.instances:
-            return [f"The GitLab instance {ref.instance!r} is no longer configured: its webhook was left alone."]
-        return await super().on_removed(conn, user_id=user_id)
-
     def secrets(self, conn: Connection) -> dict[str, Any] | None:
         row = self.hooks.row(self.ref(conn))
         if row is None:

@@ -13,13 +13,20 @@ it is adopted like one pointing at our route, and moved there.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 from hookshot_py.config import GitLabConfig
 from hookshot_py.db.database import Database
 from hookshot_py.forges.http import ForgeHttpError
-from hookshot_py.forges.policy import ForgeHooks, HookClient, ManualSetup, ProjectHooks, RemoteHook, same_url
+from hookshot_py.forges.policy import (
+    ForgeHooks,
+    HookClient,
+    ManualSetup,
+    ProjectHooks,
+    RemoteHook,
+    route_url,
+    same_url,
+)
 from hookshot_py.forges.webhooks import HookKey, HookRow, WebhookStore
 from hookshot_py.gitlab.accounts import GitLabAccounts
 from hookshot_py.gitlab.client import GitLabClient
@@ -51,15 +58,8 @@ def project_key(path: str) -> str:
 
 
 def webhook_url(config: GitLabConfig) -> str | None:
-    """Where GitLab must deliver: `publicUrl` when it names the `/gitlab/webhook` route, else
-    that route under it (the public address of the webhooks listener). None: not configured."""
-    base = config.webhook.public_url
-    if not base:
-        return None
-    base = base.rstrip("/")
-    if urlsplit(base).path.endswith(WEBHOOK_PATH):
-        return base
-    return base + WEBHOOK_PATH
+    """Where GitLab must deliver (None: no `gitlab.webhook.publicUrl`)."""
+    return route_url(config.webhook.public_url, WEBHOOK_PATH)
 
 
 def legacy_url(config: GitLabConfig) -> str | None:
@@ -92,8 +92,7 @@ class GitLabHookClient(HookClient):
     path: str
     owner: str | None
     description: str
-    # URLs that are ours too (hookshot's), adopted when no hook points at ours.
-    also_ours: tuple[str, ...] = field(default=())
+    also_ours: tuple[str, ...] = ()  # hookshot's URL (`legacy_url`)
 
     async def list(self) -> list[RemoteHook]:
         return [_remote(h) for h in await self.client.list_hooks(self.path)]
@@ -109,15 +108,6 @@ class GitLabHookClient(HookClient):
 
     async def delete(self, hook_id: str) -> None:
         await self.client.delete_hook(self.path, _hook_id(hook_id))
-
-    async def adopt_or_create(self, url: str, secret: str, events: Sequence[str]) -> RemoteHook:
-        hooks = await self.list()
-        found = next((h for h in hooks if same_url(h.url, url)), None) or next(
-            (h for h in hooks if any(same_url(h.url, legacy) for legacy in self.also_ours)), None
-        )
-        if found is not None:
-            return await self.update(found.id, url, secret, events, found.events, adopting=True)
-        return await self.create(url, secret, events)
 
 
 def _project_missing(error: ForgeHttpError) -> bool:
@@ -146,6 +136,9 @@ class GitLabHooks(ForgeHooks[ProjectRef]):
     def webhook_url(self, ref: ProjectRef) -> str | None:
         return webhook_url(self.config)
 
+    def configured(self, instance: str) -> bool:
+        return instance in self.config.instances
+
     def order(self, events: Iterable[str]) -> tuple[str, ...]:
         wanted = set(events)
         return tuple(f for f in HOOK_FLAGS if f in wanted)
@@ -154,7 +147,7 @@ class GitLabHooks(ForgeHooks[ProjectRef]):
         self, ref: ProjectRef, *, user_id: str | None, registrant: str | None, user_can_admin: bool
     ) -> list[HookClient]:
         """The acting user's token when they are a Maintainer (or Owner), then the registrant's."""
-        if ref.instance not in self.config.instances:
+        if not self.configured(ref.instance):
             return []
         legacy = legacy_url(self.config)
         found: list[HookClient] = []
