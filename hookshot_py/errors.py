@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -81,3 +82,17 @@ def validation_error(issues: list[ValidationIssue], summary: str | None = None) 
         text,
         {"validationErrors": [i.to_json() for i in issues]},
     )
+
+
+def upstream_error(status: int, text: str, *, bad_value: Container[int] = (400, 422)) -> ApiError:
+    """A forge's failure (`status`, 0 when it did not answer) as the caller's answer: its refusals
+    (401, 403) stay refusals, 404 is not found, a `bad_value` status is the caller's bad value;
+    anything else (an outage, rate limiting, nonsense) is a 502: neither the caller's fault nor
+    our bug."""
+    if status in (401, 403):
+        return ApiError(ErrCode.FORBIDDEN_USER, text)
+    if status == 404:
+        return ApiError(ErrCode.NOT_FOUND, text)
+    if status in bad_value:
+        return ApiError(ErrCode.BAD_VALUE, text)
+    return ApiError(ErrCode.UNKNOWN, text, status=502)

@@ -18,7 +18,7 @@ import aiohttp
 
 from hookshot_py.config import GitFlicConfig
 from hookshot_py.db.database import Database
-from hookshot_py.errors import ApiError, ErrCode
+from hookshot_py.errors import ApiError, ErrCode, upstream_error
 from hookshot_py.forges.http import ForgeHttpError, RateLimits
 from hookshot_py.forges.policy import ForgeHooks, HookClient, ManualSetup, ProjectHooks, RemoteHook, route_url
 from hookshot_py.forges.webhooks import HookKey, HookRow, WebhookStore
@@ -50,18 +50,12 @@ def project_web_url(config: GitFlicConfig, instance: str, owner: str, project: s
 
 
 def api_error(error: GitFlicError, via: str | None = None) -> ApiError:
-    """A GitFlic failure as an answer for the room or the REST caller; `via` names the token."""
+    """A GitFlic failure as an answer for the room or the REST caller (`upstream_error`; GitFlic
+    rejects values with 422); `via` names the token."""
     text = error.describe()
     if via and error.status in (401, 403, 404):
         text += f" (The bridge used {via}.)"
-    if error.status in (401, 403):
-        return ApiError(ErrCode.FORBIDDEN_USER, text)
-    if error.status == 404:
-        return ApiError(ErrCode.NOT_FOUND, text)
-    if error.status == 422:
-        return ApiError(ErrCode.BAD_VALUE, text)
-    # GitFlic down, rate limiting or answering nonsense: not the caller's fault, not our bug.
-    return ApiError(ErrCode.UNKNOWN, text, status=502)
+    return upstream_error(error.status, text, bad_value=(422,))
 
 
 def _remote(hook: Webhook) -> RemoteHook:

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from hookshot_py.errors import ApiError, ErrCode
+from hookshot_py.errors import ApiError, ErrCode, upstream_error
 from hookshot_py.forges.http import RateLimits
 from hookshot_py.github.client import GitHubClient, GitHubError
 from hookshot_py.github.models import User
@@ -32,14 +32,11 @@ def not_logged_in() -> ApiError:
 
 
 def api_error(exc: GitHubError) -> ApiError:
-    """A GitHub failure as the caller's answer: refusals stay refusals, outages are 502s."""
-    if exc.status == 401:
-        return ApiError(ErrCode.FORBIDDEN_USER, exc.describe())
+    """A GitHub failure as the caller's answer (`upstream_error`, but a 403 or 404 about a
+    repository refuses the user: GitHub hides a repository the token may not see behind a 404)."""
     if exc.status in (403, 404):
         return ApiError(ErrCode.FORBIDDEN_USER if exc.repo else ErrCode.NOT_FOUND, exc.describe())
-    if exc.status == 422:
-        return ApiError(ErrCode.BAD_VALUE, exc.describe())
-    return ApiError(ErrCode.UNKNOWN, exc.describe(), status=502)
+    return upstream_error(exc.status, exc.describe(), bad_value=(422,))
 
 
 @dataclass(frozen=True)

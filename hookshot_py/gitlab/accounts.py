@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from hookshot_py.config import GitLabConfig
-from hookshot_py.errors import ApiError, ErrCode
+from hookshot_py.errors import ApiError, ErrCode, upstream_error
 from hookshot_py.forges.http import RateLimits
 from hookshot_py.gitlab.client import GitLabClient, GitLabError
 from hookshot_py.tokens import TokenStore
@@ -35,14 +35,8 @@ def not_logged_in(instance: str) -> ApiError:
 
 
 def api_error(error: GitLabError) -> ApiError:
-    """A GitLab failure as the caller's answer: refusals stay refusals, outages are 502s."""
-    if error.status in (401, 403):
-        return ApiError(ErrCode.FORBIDDEN_USER, error.describe())
-    if error.status == 404:
-        return ApiError(ErrCode.NOT_FOUND, error.describe())
-    if error.status in (400, 422):
-        return ApiError(ErrCode.BAD_VALUE, error.describe())
-    return ApiError(ErrCode.UNKNOWN, error.describe(), status=502)
+    """A GitLab failure as the caller's answer (`upstream_error`)."""
+    return upstream_error(error.status, error.describe())
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import aiohttp
 
 from hookshot_py.config import JiraConfig
 from hookshot_py.db.database import Database
-from hookshot_py.errors import ApiError, ErrCode
+from hookshot_py.errors import ApiError, ErrCode, upstream_error
 from hookshot_py.forges.http import RateLimits
 from hookshot_py.jira.auth import AtlassianAuth
 from hookshot_py.jira.client import JiraClient, JiraError
@@ -283,14 +283,8 @@ def not_logged_in(accounts: JiraAccounts) -> ApiError:
 
 
 def api_error(exc: JiraError) -> ApiError:
-    """A JIRA failure as the caller's answer: refusals stay refusals, outages are 502s."""
-    if exc.status in (401, 403):
-        return ApiError(ErrCode.FORBIDDEN_USER, exc.describe())
-    if exc.status == 404:
-        return ApiError(ErrCode.NOT_FOUND, exc.describe())
-    if exc.status == 400:
-        return ApiError(ErrCode.BAD_VALUE, exc.describe())
-    return ApiError(ErrCode.UNKNOWN, exc.describe(), status=502)
+    """A JIRA failure as the caller's answer (`upstream_error`; JIRA rejects values with 400)."""
+    return upstream_error(exc.status, exc.describe(), bad_value=(400,))
 
 
 async def user_login(accounts: JiraAccounts, user_id: str) -> JiraLogin:
