@@ -8,17 +8,17 @@ mark or pushes `next_sync_at` back with exponential backoff (and the forge's `Re
 The marks live in Postgres, so a restart resumes where the last process stopped; with several
 processes (issue 11), `claim_due` becomes a lease and nothing else changes.
 
-The loop sleeps until the earliest due row (at most `idle_s`), or until `wake()`.
+The loop (`background.Background`) sleeps until the earliest due row (at most `idle_s`), or until
+`wake()`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from hookshot_py.background import Background
 from hookshot_py.forges.webhooks import HookKey, WebhookStore
 
 __all__ = ["HookSync"]
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 IDLE_S = 300.0
 
 
-class HookSync:
+class HookSync(Background):
     def __init__(
         self,
         store: WebhookStore,
@@ -37,12 +37,11 @@ class HookSync:
         clock: Callable[[], float] = time.time,
         idle_s: float = IDLE_S,
     ) -> None:
+        super().__init__(f"hook-sync-{store.service}")
         self.store = store
         self.converge = converge
         self.clock = clock
         self.idle_s = idle_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     async def run_due(self) -> int:
         """Converge every row that is due now; returns how many converged."""
@@ -54,31 +53,12 @@ class HookSync:
                 log.exception("Converging the %s webhook of %s failed", self.store.service, row.project)
         return done
 
-    def wake(self) -> None:
-        """Something became due: run soon rather than at the next planned time."""
-        self._wake.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name=f"hook-sync-{self.store.service}")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.run_due()
-                due = await self.store.next_due()
-            except Exception:
-                log.exception("The %s webhook sync failed; trying again later", self.store.service)
-                due = None
-            delay = self.idle_s if due is None else min(self.idle_s, max(0.0, due - self.clock()))
-            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel on 3.11
-                async with asyncio.timeout(max(delay, 1.0)):
-                    await self._wake.wait()
+    async def round(self) -> float:
+        try:
+            await self.run_due()
+            due = await self.store.next_due()
+        except Exception:
+            log.exception("The %s webhook sync failed; trying again later", self.store.service)
+            due = None
+        delay = self.idle_s if due is None else min(self.idle_s, max(0.0, due - self.clock()))
+        return max(delay, 1.0)

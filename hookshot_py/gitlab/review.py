@@ -19,13 +19,13 @@ Delivered items are remembered a week, so GitLab delivering a comment again post
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from hookshot_py.background import Background
 from hookshot_py.connections.base import Connection
 from hookshot_py.db.database import Database
 from hookshot_py.gitlab.format import ReviewItem, review_reply, review_summary
@@ -59,7 +59,7 @@ def thread_relation(event_id: str) -> dict[str, Any]:
     }
 
 
-class ReviewDebouncer:
+class ReviewDebouncer(Background):
     """`add` queues an item; the background loop (`start`) sums up due batches and posts
     waiting replies. `flush_due` and `post_replies` are its steps, callable on their own."""
 
@@ -74,6 +74,7 @@ class ReviewDebouncer:
         clock: Callable[[], float] = time.time,
         resolve_timeout_s: float = RESOLVE_TIMEOUT_S,
     ) -> None:
+        super().__init__("gitlab-reviews")
         self.db = db
         self.outbox = outbox
         self.renderer = renderer
@@ -81,8 +82,7 @@ class ReviewDebouncer:
         self.is_live = is_live  # (room_id, connection_id) → still connected?
         self.clock = clock
         self.resolve_timeout_s = resolve_timeout_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._last_janitor = 0.0
 
     # -- in ------------------------------------------------------------------------------------------
 
@@ -276,39 +276,19 @@ class ReviewDebouncer:
         )
         return value.timestamp() if isinstance(value, datetime) else None
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="gitlab-reviews")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _loop(self) -> None:
-        last_janitor = 0.0
-        while True:
-            self._wake.clear()
-            pending, due = 0, None
-            try:
-                await self.flush_due()
-                pending = await self.post_replies()
-                if self.clock() - last_janitor > JANITOR_EVERY_S:
-                    await self.janitor()
-                    last_janitor = self.clock()
-                due = await self.next_due()
-            except Exception:
-                log.exception("The GitLab review summaries failed; trying again soon")
-                pending = 1
-            delay = IDLE_S if due is None else max(0.0, due - self.clock())
-            if pending:
-                delay = min(delay, RETRY_S)
-            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel on 3.11
-                async with asyncio.timeout(max(delay, 0.05)):
-                    await self._wake.wait()
-
+    async def round(self) -> float:
+        pending, due = 0, None
+        try:
+            await self.flush_due()
+            pending = await self.post_replies()
+            if self.clock() - self._last_janitor > JANITOR_EVERY_S:
+                await self.janitor()
+                self._last_janitor = self.clock()
+            due = await self.next_due()
+        except Exception:
+            log.exception("The GitLab review summaries failed; trying again soon")
+            pending = 1
+        delay = IDLE_S if due is None else max(0.0, due - self.clock())
+        if pending:
+            delay = min(delay, RETRY_S)
+        return max(delay, 0.05)
