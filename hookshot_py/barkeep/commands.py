@@ -13,7 +13,7 @@ from hookshot_py.barkeep.format import format_comment_posted, format_status
 from hookshot_py.barkeep.models import Commit, CommitSnapshot
 from hookshot_py.barkeep.repo import EVENT_TYPE, events_of, instance_of, repo_of
 from hookshot_py.barkeep.store import WatchStore
-from hookshot_py.commands.context import CommandContext, CommandError, text_after
+from hookshot_py.commands.context import CommandContext, CommandError, text_after, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
@@ -164,7 +164,7 @@ class RoomCommands:
         )
         if tracking := outcome.secrets.get("tracking"):
             text += f"\n\n{tracking}"
-        await ctx.reply(text + "".join(f"\n\n⚠️ {w}" for w in outcome.warnings))
+        await ctx.reply(with_warnings(text, outcome.warnings))
 
 
 def _instance(instances: dict[str, Any], name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,11 @@ def text_after(text: str, words: int) -> str:
     if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "\"'":
         rest = rest[1:-1].strip()
     return rest
+
+
+def with_warnings(text: str, warnings: Iterable[str]) -> str:
+    """`text` with each warning after it in a paragraph of its own: how every command shows them."""
+    return text + "".join(f"\n\n⚠️ {w}" for w in warnings)
 
 
 def notice(room_id: str, markdown: str) -> OutgoingEvent:

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from hookshot_py.commands.context import CommandContext, CommandError
+from hookshot_py.commands.context import CommandContext, CommandError, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.feeds.connection import EVENT_TYPE
@@ -58,5 +58,4 @@ class FeedCommands:
         if conn is None:
             raise CommandError(f'Feed "{url}" is not currently bridged to this room')
         warnings = await self.manager.remove(ctx.room_id, conn.id, user_id=ctx.sender)
-        suffix = "".join(f"\n\n⚠️ {w}" for w in warnings)
-        await ctx.reply(f"Unsubscribed from `{url}`{suffix}")
+        await ctx.reply(with_warnings(f"Unsubscribed from `{url}`", warnings))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from hookshot_py.commands.context import CommandContext, CommandError
+from hookshot_py.commands.context import CommandContext, CommandError, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.generic.connection import EVENT_TYPE
@@ -90,5 +90,4 @@ class WebhookCommands:
         if conn is None:
             raise CommandError(f"There is no webhook named {name!r} in this room (see `!hookshot webhook list`).")
         warnings = await self.manager.remove(ctx.room_id, conn.id, user_id=ctx.sender)
-        suffix = "".join(f"\n\n⚠️ {w}" for w in warnings)
-        await ctx.reply(f"Removed webhook **{name}**; its URL no longer works.{suffix}")
+        await ctx.reply(with_warnings(f"Removed webhook **{name}**; its URL no longer works.", warnings))

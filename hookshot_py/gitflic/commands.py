@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hookshot_py.commands.context import CommandContext, CommandError
+from hookshot_py.commands.context import CommandContext, CommandError, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.config import GitFlicConfig
 from hookshot_py.connections.base import Connection
@@ -80,8 +80,7 @@ class RoomCommands:
                 f"Room configured to bridge GitFlic project **{conn.state_key}**. Its webhook is registered "
                 f"for: {events}. Type `{prefix} help` for the project's commands."
             )
-        notes = [w for w in outcome.warnings if w != manual]
-        await ctx.reply(text + "".join(f"\n\n⚠️ {w}" for w in notes))
+        await ctx.reply(with_warnings(text, [w for w in outcome.warnings if w != manual]))
 
 
 LOGIN = ("gitflic", "login")

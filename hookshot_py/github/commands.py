@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from hookshot_py.commands.context import CommandContext, CommandError
+from hookshot_py.commands.context import CommandContext, CommandError, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
@@ -174,8 +174,7 @@ class RoomCommands:
             await ctx.dm("\n\n".join(private))
             text += (" The bridge could not create the repository's webhook: "
                      "I sent you how to set it up in a direct message.")
-        text += "".join(f"\n\n⚠️ {w}" for w in public)
-        await ctx.reply(text)
+        await ctx.reply(with_warnings(text, public))
 
 
 LOGIN = ("github", "login")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from hookshot_py.commands.context import CommandContext, CommandError
+from hookshot_py.commands.context import CommandContext, CommandError, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.config import GitLabConfig
 from hookshot_py.connections.base import Connection
@@ -127,8 +127,7 @@ class RoomCommands:
             # It holds the hook's token: never in the room.
             await ctx.dm(f"**GitLab project {path}**\n\n{manual}")
             text += " I could not register the project's webhook: I sent you how to set it up in a direct message."
-        text += "".join(f"\n\n⚠️ {w}" for w in outcome.warnings if w != manual)
-        await ctx.reply(text)
+        await ctx.reply(with_warnings(text, [w for w in outcome.warnings if w != manual]))
 
 
 LOGIN = ("gitlab", "login")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from hookshot_py.commands.context import CommandContext, CommandError
+from hookshot_py.commands.context import CommandContext, CommandError, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
@@ -158,8 +158,7 @@ class RoomCommands:
         if conn is None:
             raise CommandError(f'JIRA project "{args[0]}" is not currently bridged to this room')
         warnings = await self.manager.remove(ctx.room_id, conn.id, user_id=ctx.sender)
-        suffix = "".join(f"\n\n⚠️ {w}" for w in warnings)
-        await ctx.reply(f"Room no longer bridged to Jira project `{conn.state_key}`.{suffix}")
+        await ctx.reply(with_warnings(f"Room no longer bridged to Jira project `{conn.state_key}`.", warnings))
 
     def _find(self, room_id: str, url: str) -> Connection | None:
         """The connection named by `url`: its state key, or any URL of the same project."""

@@ -6,7 +6,7 @@ PUT). The token is sent to the user's DM, never to the room.
 
 from __future__ import annotations
 
-from hookshot_py.commands.context import CommandContext, CommandError
+from hookshot_py.commands.context import CommandContext, CommandError, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.connections.manager import ConnectionManager
 from hookshot_py.outbound.connection import EVENT_TYPE, METHODS
@@ -63,5 +63,5 @@ class OutboundHookCommands:
                 f"There is no outbound webhook named {args[0]!r} in this room (see `!hookshot outbound-hook list`)."
             )
         warnings = await self.manager.remove(ctx.room_id, conn.id, user_id=ctx.sender)
-        suffix = "".join(f"\n\n⚠️ {w}" for w in warnings)
-        await ctx.reply(f"Removed outbound webhook **{args[0]}**; events are no longer sent to it.{suffix}")
+        text = f"Removed outbound webhook **{args[0]}**; events are no longer sent to it."
+        await ctx.reply(with_warnings(text, warnings))
