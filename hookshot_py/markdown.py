@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from hookshot_py.cpu_pool import CpuPool
 
 __all__ = [
-    "MarkdownJob", "escape_markdown", "html_to_text", "render_jobs", "render_markdown", "render_off_loop",
+    "MarkdownJob", "escape_markdown", "html_to_text", "one_line", "render_jobs", "render_markdown", "render_off_loop",
     "sanitize_html",
 ]
 
@@ -104,6 +104,11 @@ def escape_markdown(text: str) -> str:
     allows it for all of them), so no title or name someone else wrote can become markup, a
     link, a list or a heading, wherever it is put."""
     return _ASCII_PUNCTUATION.sub(r"\\\1", text)
+
+
+def one_line(text: str) -> str:
+    """Payload text on a single line: a newline in a title must not start a markdown block."""
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 @dataclass(frozen=True)

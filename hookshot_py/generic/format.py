@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from decimal import Decimal
 from html import escape
 from typing import Any
 
 from hookshot_py.generic.payload import parse_body
-from hookshot_py.markdown import html_to_text, render_markdown, sanitize_html
+from hookshot_py.markdown import escape_markdown, html_to_text, render_markdown, sanitize_html
 from hookshot_py.matrix.mentions import MENTIONS_KEY
 
 __all__ = [
@@ -48,7 +47,6 @@ SANITISE_MAX_BREADTH = 50
 MAX_SAFE_INTEGER = 2**53 - 1
 
 _DATA_PREFIX = "Received webhook data:"
-_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 # --- JSON as JavaScript writes it -------------------------------------------------------------
@@ -160,7 +158,7 @@ def sanitise_for_matrix(data: object, depth: int = 0, breadth: int = 0) -> objec
 
 def _markdown_escape(text: str) -> str:
     """Make `text` literal inside markdown (a username must not open a link or emphasis)."""
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(text.splitlines()))
+    return escape_markdown(" ".join(text.splitlines()))
 
 
 def _transform(data: object) -> tuple[str, str]:

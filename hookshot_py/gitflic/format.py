@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from hookshot_py.gitflic.models import Delivery
-from hookshot_py.markdown import MarkdownJob, render_jobs
+from hookshot_py.markdown import MarkdownJob, one_line, render_jobs
 
 QUOTE_LIMIT = 256
 COMMIT_LIST_LIMIT = 5
@@ -84,13 +84,8 @@ def _md_url(url: str) -> str:
     return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
 
 
-def _one_line(text: str) -> str:
-    """Payload text on a single line: a newline in a title must not start a markdown block."""
-    return " ".join(text.split()) if "\n" in text or "\r" in text else text
-
-
 def _piece_md(piece: _Piece) -> str:
-    text = _one_line(piece.text)
+    text = one_line(piece.text)
     if isinstance(piece, _Text):
         return _md_escape(text)
     if isinstance(piece, _Bold):

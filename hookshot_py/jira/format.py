@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from hookshot_py.forges.payload import Payload, PayloadError
 from hookshot_py.jira.models import ProjectRef, instance_base
-from hookshot_py.markdown import escape_markdown
+from hookshot_py.markdown import escape_markdown, one_line
 
 __all__ = [
     "ISSUE_KEY",
@@ -157,13 +157,13 @@ class Text:
         return self
 
     def text(self, value: str) -> Text:
-        value = _one_line(value)
+        value = one_line(value)
         self._plain.append(value)
         self._md.append(escape_markdown(value))
         return self
 
     def link(self, label: str, url: str) -> Text:
-        label = _one_line(label)
+        label = one_line(label)
         self._plain.append(f"[{label}]({url})")
         self._md.append(f"[{escape_markdown(label)}]({_md_url(url)})")
         return self
@@ -176,10 +176,6 @@ class Text:
 
     def notice(self, *, inline: bool, extra: dict[str, Any]) -> Notice:
         return Notice("".join(self._plain), "".join(self._md), inline, extra)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 def _cut(text: str, limit: int = MAX_VALUE_CHARS) -> str:
