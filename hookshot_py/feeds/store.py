@@ -229,12 +229,9 @@ class FeedStore:
         transaction. Returns the plan, or None when the feed is no longer subscribed (dropped)."""
         queued: list[Any] = []
         async with self.db.acquire() as conn, conn.transaction():
-            row = await self._lock(conn, owner, url)
-            subs = await self.subscriptions(conn, url)
-            if not subs:
-                await conn.execute("DELETE FROM feeds WHERE url = $1", url)
-                self.results.pop(url, None)
+            if (locked := await self._lock(conn, owner, url)) is None:
                 return None
+            row, subs = locked
             new: list[FeedItem] = []
             if fetched.items:
                 inserted = await conn.fetch(
@@ -270,12 +267,9 @@ class FeedStore:
         """Count a failed poll, queue what `planner` decides (a notice), schedule the retry."""
         queued: list[Any] = []
         async with self.db.acquire() as conn, conn.transaction():
-            row = await self._lock(conn, owner, url)
-            subs = await self.subscriptions(conn, url)
-            if not subs:
-                await conn.execute("DELETE FROM feeds WHERE url = $1", url)
-                self.results.pop(url, None)
+            if (locked := await self._lock(conn, owner, url)) is None:
                 return None
+            row, subs = locked
             failed = FeedRow(
                 row.url, row.title, row.etag, row.last_modified, row.body_hash, row.initialized,
                 row.failures + 1, row.failure_notified, row.last_results,
@@ -297,13 +291,22 @@ class FeedStore:
         self.results[url] = results
         return plan
 
-    async def _lock(self, conn: asyncpg.Connection, owner: str, url: str) -> FeedRow:
+    async def _lock(
+        self, conn: asyncpg.Connection, owner: str, url: str
+    ) -> tuple[FeedRow, list[Subscription]] | None:
+        """The leased feed, locked, with its subscriptions; None (and the feed dropped) when no
+        room subscribes to it any more. Raises `LostLease` when the lease went to another."""
         record = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM feeds WHERE url = $1 AND lease_owner = $2 FOR UPDATE", url, owner
         )
         if record is None:
             raise LostLease(url)
-        return FeedRow.from_record(record)
+        subs = await self.subscriptions(conn, url)
+        if not subs:
+            await conn.execute("DELETE FROM feeds WHERE url = $1", url)
+            self.results.pop(url, None)
+            return None
+        return FeedRow.from_record(record), subs
 
     async def _prune(self, conn: asyncpg.Connection, url: str, current: list[str]) -> None:
         await conn.execute(
