@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hookshot_py.connections.base import Connection, Outcome
 from hookshot_py.errors import ApiError, ErrCode
 from hookshot_py.integration import Integration
 from hookshot_py.listeners.http import parse_json, read_body
@@ -153,17 +154,16 @@ class ProvisioningApi:
         if self.s.manager.type_for(event_type) is None:
             raise ApiError(ErrCode.NOT_FOUND, f"Unknown event type {event_type}.")
         body = await self._body(request)
-        conn, outcome = await self.s.manager.create(room_id, event_type, body, user_id=user_id)
-        out = self.s.manager.details(conn, include_secrets=True)
-        if outcome.warnings:
-            out["warning"] = {"header": "Warning", "message": " ".join(outcome.warnings)}
-        return web.json_response(out)
+        return self._saved(*await self.s.manager.create(room_id, event_type, body, user_id=user_id))
 
     async def update_connection(self, request: web.Request) -> web.Response:
         user_id, room_id = user_id_of(request), room_id_of(request)
         body = await self._body(request)
         await self.s.manager.access.assert_can_read(room_id, user_id)
-        conn, outcome = await self.s.manager.update(room_id, request.match_info["id"], body, user_id=user_id)
+        return self._saved(*await self.s.manager.update(room_id, request.match_info["id"], body, user_id=user_id))
+
+    def _saved(self, conn: Connection, outcome: Outcome) -> web.Response:
+        """A created or updated connection, its secrets and the warnings as hookshot answers."""
         out = self.s.manager.details(conn, include_secrets=True)
         if outcome.warnings:
             out["warning"] = {"header": "Warning", "message": " ".join(outcome.warnings)}
