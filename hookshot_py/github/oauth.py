@@ -165,9 +165,6 @@ class GitHubOAuthFlow:
         except Exception:
             log.exception("Could not tell %s about their GitHub login", user_id)
 
-    async def _consume(self, state: str) -> str | None:
-        return await self.states.consume(state)
-
     async def callback(self, request: web.Request) -> web.Response:
         q = request.query
         code, state, error = q.get("code"), q.get("state"), q.get("error")
@@ -175,7 +172,7 @@ class GitHubOAuthFlow:
         if oauth is None:
             return callback_page("GitHub login is not enabled", "This bridge has no GitHub OAuth app configured.", 404)
         if error:
-            user_id = await self._consume(state) if state else None
+            user_id = await self.states.consume(state) if state else None
             reason = q.get("error_description") or error
             if user_id is not None:
                 await self._tell(user_id, f"Your GitHub login did not complete: {reason}")
@@ -186,7 +183,7 @@ class GitHubOAuthFlow:
             )
         if not code or not state:
             return callback_page("Invalid GitHub login", "The request lacks the `code` or `state` parameter.", 400)
-        user_id = await self._consume(state)
+        user_id = await self.states.consume(state)
         if user_id is None:
             return callback_page(
                 "Invalid GitHub login",
