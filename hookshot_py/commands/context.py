@@ -28,6 +28,14 @@ def text_after(text: str, words: int) -> str:
     return rest
 
 
+def issue_number(value: str, usage: str) -> int:
+    """An issue number as typed in a command (`12` or `#12`), else the usage as the refusal."""
+    digits = value[1:] if value.startswith("#") else value
+    if not digits.isdigit() or int(digits) < 1:
+        raise CommandError(f"`{value}` is not an issue number. Usage: `{usage}`")
+    return int(digits)
+
+
 def with_warnings(text: str, warnings: Iterable[str]) -> str:
     """`text` with each warning after it in a paragraph of its own: how every command shows them."""
     return text + "".join(f"\n\n⚠️ {w}" for w in warnings)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from hookshot_py.commands.context import CommandContext, CommandError, with_warnings
+from hookshot_py.commands.context import CommandContext, CommandError, issue_number, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
@@ -49,13 +49,6 @@ def parse_repo_url(url: str, web_url: str) -> tuple[str, str]:
 ConfigOf = Callable[[Connection], RepoConfig]
 
 
-def _number(value: str, usage: str) -> int:
-    digits = value[1:] if value.startswith("#") else value
-    if not digits.isdigit() or int(digits) < 1:
-        raise CommandError(f"`{value}` is not an issue number. Usage: `{usage}`")
-    return int(digits)
-
-
 class RepoCommands:
     """The `<commandPrefix> ...` commands of a GithubRepo connection, run with the sender's token."""
 
@@ -91,7 +84,7 @@ class RepoCommands:
         repo = self.config_of(ctx.conn)
         usage = f"{ctx.prefix} assign [number] [users...]"
         if args and args[0].lstrip("#").isdigit():
-            number: int | None = _number(args[0], usage)
+            number: int | None = issue_number(args[0], usage)
             users = args[1:]
         else:
             number, users = None, args
@@ -112,7 +105,7 @@ class RepoCommands:
     @command("close", "<number> [comment]", "Close an issue, optionally commenting first.", min_args=1, max_args=2)
     async def close(self, ctx: CommandContext, args: list[str]) -> None:
         repo = self.config_of(ctx.conn)
-        number = _number(args[0], f"{ctx.prefix} close <number> [comment]")
+        number = issue_number(args[0], f"{ctx.prefix} close <number> [comment]")
         client = await self._client(ctx)
         with _explained():
             issue = await client.close_issue(repo.org, repo.repo, number, args[1] if len(args) > 1 else None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from hookshot_py.commands.context import CommandContext, CommandError, with_warnings
+from hookshot_py.commands.context import CommandContext, CommandError, issue_number, with_warnings
 from hookshot_py.commands.registry import command
 from hookshot_py.config import GitLabConfig
 from hookshot_py.connections.base import Connection
@@ -51,13 +51,6 @@ def _explained() -> Iterator[None]:
         raise CommandError(e.describe()) from e
 
 
-def _iid(value: str, usage: str) -> int:
-    digits = value[1:] if value.startswith("#") else value
-    if not digits.isdigit() or int(digits) < 1:
-        raise CommandError(f"`{value}` is not an issue number. Usage: `{usage}`")
-    return int(digits)
-
-
 class ProjectCommands:
     """The `<commandPrefix> ...` commands of a GitLab connection, run with the sender's token."""
 
@@ -97,7 +90,7 @@ class ProjectCommands:
     @command("close", "<number> [comment]", "Close an issue, optionally commenting first.", min_args=1, max_args=2)
     async def close(self, ctx: CommandContext, args: list[str]) -> None:
         repo = self.config_of(ctx.conn)
-        iid = _iid(args[0], f"{ctx.prefix} close <number> [comment]")
+        iid = issue_number(args[0], f"{ctx.prefix} close <number> [comment]")
         client = await self._client(ctx, repo)
         with _explained():
             if len(args) > 1 and args[1].strip():
