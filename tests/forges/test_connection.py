@@ -87,3 +87,25 @@ async def test_a_refused_prepare_leaves_nothing_pending(db, box, forge, clock) -
     with pytest.raises(ApiError):
         await ctype.prepare(c, existing=None, user_id=None)
     assert ctype.project_pending(ctype.key_of(c)) == []
+
+
+async def test_removing_a_connection_to_an_instance_no_longer_configured_leaves_its_hook(  # type: ignore[no-untyped-def]
+    db, box, forge, clock
+) -> None:
+    class Unconfigured(FakeHooks):
+        def configured(self, instance: str) -> bool:
+            return False
+
+    hooks = Unconfigured(forge)
+    hooks.tokens.add(ALICE)
+    forge.admins.add(ALICE)
+    ctype = FakeType(make_policy(db, box, hooks, clock))
+    c = conn("!a", "acme/w", "push")
+    await ctype.prepare(c, existing=None, user_id=ALICE)
+    await ctype.on_loaded(c)
+    await ctype.on_unloaded(c)
+    assert await ctype.on_removed(c, user_id=ALICE) == [
+        "The Fake instance '' is no longer configured: its webhook was left alone."
+    ]
+    assert len(forge.hooks) == 1 and ctype.hooks.row("acme/w") is not None
+    await ctype.stop()

@@ -58,6 +58,34 @@ async def test_a_hook_already_pointing_at_us_is_adopted(db, box, forge, clock) -
     assert (other.secret, other.events) == ("ci", ("push",))
 
 
+async def test_a_hook_at_another_url_of_ours_is_adopted_only_when_none_points_at_ours(db, box, forge, clock) -> None:
+    """GitLab's case: the hooks hookshot created point at its `publicUrl` itself (`also_ours`)."""
+    legacy_url = "https://bridge.example/hookshot"
+
+    class OursToo(FakeHooks):
+        async def clients(self, ref, **kw):  # type: ignore[no-untyped-def]
+            found = await super().clients(ref, **kw)
+            for client in found:
+                client.also_ours = (legacy_url,)
+            return found
+
+    hooks = OursToo(forge)
+    policy = make_policy(db, box, hooks, clock)
+    hooks.tokens.add(ALICE)
+    forge.admins.add(ALICE)
+    legacy = forge.add(legacy_url + "/", "hookshot's", ["push"])
+    change = await policy.ensure(PROJECT, ["issues"], user_id=ALICE)
+    assert list(forge.hooks) == [legacy.id] and change.row.hook_id == legacy.id
+    assert (legacy.url, legacy.secret, legacy.events) == (URL, change.row.secret, ("issues",))
+
+    forge.hooks.clear()
+    legacy, ours = forge.add(legacy_url, "hookshot's", ["push"]), forge.add(URL, "old", ["push"])
+    await policy.store.delete(change.row.key)
+    change = await policy.ensure(PROJECT, ["issues"], user_id=ALICE)
+    assert change.row.hook_id == ours.id and ours.secret == change.row.secret
+    assert (legacy.url, legacy.secret) == (legacy_url, "hookshot's"), "left alone: ours was found"
+
+
 async def test_a_hook_deleted_on_the_forge_is_created_again(db, box, forge, clock) -> None:
     hooks, policy = setup(db, box, forge, clock)
     hooks.tokens.add(ALICE)
