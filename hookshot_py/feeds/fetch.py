@@ -13,13 +13,13 @@ import asyncio
 import re
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
 from hookshot_py.net.guard import BlockedUrl, UrlPolicy
+from hookshot_py.net.retry_after import retry_after_seconds
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
@@ -53,19 +53,8 @@ class FetchError(Exception):
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    """Seconds to wait from a `Retry-After` header (`retry_after_seconds`)."""
+    return retry_after_seconds(value, None if now is None else now.timestamp())
 
 
 def parse_max_age(headers: CIMultiDictProxy[str]) -> float | None:

@@ -28,11 +28,12 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+
+from hookshot_py.net.retry_after import retry_after_seconds
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -169,21 +170,6 @@ def error_text(raw: bytes) -> tuple[str | None, list[str], bool, Any]:
     return message, details, message is not None, data
 
 
-def _seconds_until(value: str, now: float) -> float | None:
-    """A `Retry-After` value (delta-seconds or an HTTP date) as seconds from `now`."""
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
 def _reset_in(value: str, now: float) -> float | None:
     """A rate-limit reset header: Unix seconds (GitHub, GitLab) or, when small, delta-seconds."""
     try:
@@ -245,7 +231,7 @@ class RateLimits:
         with `Retry-After`); None when it was not."""
         now = self.clock()
         after = headers.get("Retry-After")
-        waited = _seconds_until(after, now) if after else None
+        waited = retry_after_seconds(after, now)
         remaining = headers.get("X-RateLimit-Remaining") or headers.get("RateLimit-Remaining")
         spent = remaining is not None and remaining.strip() == "0"
         if status == 429 or (status == 403 and (spent or waited is not None)):

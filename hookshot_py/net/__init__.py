@@ -1,1 +1,1 @@
-"""Outbound networking shared by the service packages (the URL guard)."""
+"""Outbound networking shared by the service packages (the URL guard, `Retry-After`)."""

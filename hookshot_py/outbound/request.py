@@ -22,8 +22,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import aiohttp
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hookshot_py import __version__
 from hookshot_py.matrix.gateway import MediaError
 from hookshot_py.net.guard import BlockedUrl
+from hookshot_py.net.retry_after import retry_after_seconds
 from hookshot_py.outbound.queue import Delivery, HookTarget
 
 log = logging.getLogger(__name__)
@@ -149,17 +148,8 @@ async def media_part(
 
 
 def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, min(seconds, MAX_RETRY_AFTER_S))
+    seconds = retry_after_seconds(value)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
 
 
 async def _snippet(resp: aiohttp.ClientResponse) -> str:
