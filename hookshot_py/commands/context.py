@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,8 +73,10 @@ class CommandContext:
     connection: Connection | None = None
     # The content of a fenced code block after the command, if any (see split_code_block).
     code: str | None = None
-    # Messages queued so far: each is deduplicated by the command's event id and its rank, so a
-    # command run again after a crash does not post what it had posted already.
+    # Set for commands claimed across processes (`commands/runs.py`): each message queued is
+    # deduplicated by the command's event id and its rank, so a command run again after a crash
+    # does not post what it had posted already.
+    dedupe: bool = False
     queued: int = 0
 
     @property
@@ -115,6 +117,6 @@ class CommandContext:
 
     async def _queue(self, event: OutgoingEvent) -> None:
         self.queued += 1
-        if self.event_id:
+        if self.dedupe and self.event_id:
             event = dataclasses.replace(event, dedupe_key=f"command:{self.event_id}:{self.queued}")
         await self.outbox.enqueue([event])

@@ -107,6 +107,7 @@ class CommandDispatcher:
         if self.runs is None or not isinstance(event_id, str) or not event_id:
             await self._run(ctx, scope, text)
             return
+        ctx.dedupe = True
         if not claimed and not await self.runs.claim(event):
             log.info("Command %s in %s was run already (or is running elsewhere)", event_id, room_id)
             return
