@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from hookshot_py import __version__
 from hookshot_py.config import Config, Registration
 from hookshot_py.config.check import encryption_error
 from hookshot_py.core import Core, assemble, listener_app
+from hookshot_py.db.cluster import APPLICATION_PREFIX, Cluster, ClusterError, new_process_id
 from hookshot_py.db.database import Database
 from hookshot_py.db.embedded import EmbeddedPostgres
 from hookshot_py.integration import Integration
@@ -42,6 +44,7 @@ class Runtime:
     """Everything a started bridge runs, built together in `Bridge.start`."""
 
     db: Database
+    cluster: Cluster
     appservice: HookshotAppService
     core: Core
     crypto: RoomCrypto | None = None  # with encryption enabled
@@ -88,10 +91,18 @@ class Bridge:
             self.embedded = EmbeddedPostgres(cfg.database.data_directory / "postgres")
             dsn = await self.embedded.start_async()
         db = Database(dsn)
+        cluster = Cluster(dsn, new_process_id())
         try:
-            await db.start()
-            self._runtime = await self._assemble(db)
+            await db.start(application_name=APPLICATION_PREFIX + cluster.process_id)
+            # Alone on the embedded Postgres; beside other processes on a shared one.
+            await cluster.start(exclusive=self.embedded is not None)
+            self._runtime = await self._assemble(db, cluster)
+        except ClusterError:
+            self.embedded = None  # it belongs to the process already running on it: leave it be
+            await db.stop()
+            raise
         except BaseException:
+            await cluster.stop()
             await db.stop()
             raise
         rt = self._runtime
@@ -112,16 +123,19 @@ class Bridge:
         await rt.services.outbox.start()
         for integration in rt.core.integrations:
             await integration.start()
+        rt.core.dispatcher.start(rt.services.leases)
+        gc.freeze()  # what start-up loaded (connections, caches) lives as long as the process
         self.ready = True
         rt.appservice.ready = True
         self._spawn(self._after_start(rt.services), "after-start")
         log.info("Bridge ready")
 
-    async def _assemble(self, db: Database) -> Runtime:
+    async def _assemble(self, db: Database, cluster: Cluster) -> Runtime:
         """Build every part of the bridge, wired together, before anything listens."""
         reg = self.registration
         appservice = HookshotAppService(
             db=db,
+            process_id=cluster.process_id,
             server=self.config.bridge.url,
             domain=self.config.bridge.domain,
             as_token=reg.as_token,
@@ -133,16 +147,19 @@ class Bridge:
         )
         box = await asyncio.to_thread(SecretBox.from_pass_file, self.config.pass_file)
         crypto = self._make_crypto(appservice, db.dsn, box)
-        services = build_services(self.config, db, MatrixGateway(appservice), self.metrics, box, sealer=crypto)
+        services = build_services(
+            self.config, db, MatrixGateway(appservice), self.metrics, box, sealer=crypto, cluster=cluster
+        )
         core = assemble(services, is_bridge_user=reg.is_exclusive_user, spawn=self._spawn)
         # Encrypted events are decrypted (or answered) before the router sees them.
         encrypted = EncryptedRooms(
             crypto, services.gateway, services.outbox, reg.is_exclusive_user, core.router.on_event, self._spawn
         )
         appservice.on_event = encrypted.on_event
+        appservice.is_own_user = reg.is_exclusive_user
         appservice.crypto = crypto
         appservice.cpu = services.cpu
-        return Runtime(db, appservice, core, crypto)
+        return Runtime(db, cluster, appservice, core, crypto)
 
     def _make_crypto(self, appservice: HookshotAppService, dsn: str, box: SecretBox) -> RoomCrypto | None:
         """The bot's encryption device, when `encryption.enabled` (README, "Encrypted rooms")."""
@@ -177,10 +194,12 @@ class Bridge:
             if rt is not None:
                 for integration in rt.core.integrations:
                     await deadline.run(f"the {integration.name} integration", integration.stop(), cap=2)
+                await deadline.run("command redo", rt.core.dispatcher.stop(), cap=1)
                 await deadline.run("the outbox", rt.services.close(), cap=2)
                 if rt.crypto is not None:
                     await deadline.run("encryption", rt.crypto.stop(), cap=2)
                 await deadline.run("the appservice listener", rt.appservice.stop(), cap=2)
+                await deadline.run("the cluster connection", rt.cluster.stop(), cap=1)
                 await deadline.run("the database pool", rt.db.stop(), cap=3)
         finally:
             if self.embedded is not None:

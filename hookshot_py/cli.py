@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from hookshot_py.config import (
     secret_file_warnings,
 )
 from hookshot_py.config.registration import generate_registration
+from hookshot_py.db.cluster import ClusterError
 from hookshot_py.secretfiles import write_private
 
 log = logging.getLogger("hookshot_py")
@@ -150,10 +152,13 @@ async def _run(config_path: Path, registration_path: Path) -> int:
     for warning in checked.warnings:
         log.warning("%s", warning)
     bridge = Bridge(config, registration, registration_path)
+    # What is loaded by now lives as long as the process: keep the garbage collector off it, so
+    # loading thousands of connections and serving requests never pay for re-scanning it.
+    gc.freeze()
     try:
         # SIGINT/SIGTERM stop the bridge in every phase, start-up included, within 10 s.
         await run_until_signal(bridge.start, bridge.stop)
-    except (OSError, SchemaTooNew) as e:  # a port in use, a database that refuses connections...
+    except (OSError, SchemaTooNew, ClusterError) as e:  # a port in use, a database refusing us...
         log.error("Could not start: %s", e)
         return 1
     return 0

@@ -15,9 +15,10 @@ from aiohttp import web
 
 from hookshot_py.commands.dispatcher import CommandDispatcher
 from hookshot_py.commands.registry import CommandRegistry
+from hookshot_py.commands.runs import CommandRuns
 from hookshot_py.integration import Integration
 from hookshot_py.integrations import create_all
-from hookshot_py.listeners.http import ReadyCheck, add_health_routes, error_middleware, timed
+from hookshot_py.listeners.http import ReadyCheck, add_health_routes, causal_middleware, error_middleware, timed
 from hookshot_py.matrix.events import EventRouter, Spawn
 from hookshot_py.provisioning.api import ProvisioningApi
 from hookshot_py.services import Services
@@ -54,6 +55,7 @@ def assemble(services: Services, *, is_bridge_user: Callable[[str], bool], spawn
         room_commands=room_commands,
         dm_commands=dm_commands,
         is_bridge_user=is_bridge_user,
+        runs=CommandRuns(services.db, services.cluster.process_id),
     )
     router = EventRouter(
         gateway=services.gateway,
@@ -66,6 +68,7 @@ def assemble(services: Services, *, is_bridge_user: Callable[[str], bool], spawn
         room_members=services.room_members,
         is_bridge_user=is_bridge_user,
         spawn=spawn,
+        cluster=services.cluster,
     )
     return Core(services, integrations, dispatcher, router)
 
@@ -83,7 +86,10 @@ def listener_app(core: Core, resources: Sequence[str], readiness: ReadyCheck) ->
             metrics.webhook_requests.labels(path=path, method=request.method, status=str(status)).inc()
             metrics.webhook_latency.labels(path=path).observe(seconds)
 
-    app = web.Application(middlewares=[timed(observe), error_middleware], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(
+        middlewares=[timed(observe), error_middleware, causal_middleware(core.services.outbox)],
+        client_max_size=MAX_REQUEST_BYTES,
+    )
     add_health_routes(app, readiness)
     if "metrics" in resources:
         async def render(_: web.Request) -> web.Response:

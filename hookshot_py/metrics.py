@@ -43,6 +43,23 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.outbox_commits = Counter(
+            "hookshot_outbox_commits", "Transactions queuing messages (concurrent requests share one)", registry=r
+        )
+        self.outbox_commit_seconds = Counter(
+            "hookshot_outbox_commit_seconds", "Time spent in those transactions", registry=r
+        )
+        self.outbox_queued = Counter("hookshot_outbox_queued", "Messages queued", registry=r)
+        self.outbox_rooms = Gauge(
+            "hookshot_outbox_rooms", "Rooms this process is delivering now (it holds their lock)", registry=r
+        )
+        self.outbox_in_flight = Gauge(
+            "hookshot_outbox_in_flight", "Messages this process is sending to the homeserver now", registry=r
+        )
+        self.leases_held = Gauge(
+            "hookshot_leases_held", "Background jobs this process runs now (1 while it holds the lease)",
+            ["name"], registry=r,
+        )
         self.connections = Gauge(
             "hookshot_connections", "Connections by type", ["type"], registry=r
         )

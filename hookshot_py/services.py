@@ -14,12 +14,16 @@ from hookshot_py import __version__
 from hookshot_py.config import Config
 from hookshot_py.connections.access import RoomAccess
 from hookshot_py.connections.manager import ConnectionManager
+from hookshot_py.connections.mirror import CHANNEL as MIRROR_CHANNEL
 from hookshot_py.connections.mirror import ConnectionMirror
 from hookshot_py.cpu_pool import CpuPool
+from hookshot_py.db.cluster import Cluster
 from hookshot_py.db.database import Database
+from hookshot_py.db.leases import Leases
+from hookshot_py.matrix.dm import CHANNEL as DM_CHANNEL
 from hookshot_py.matrix.dm import DirectMessages
 from hookshot_py.matrix.gateway import MatrixGateway
-from hookshot_py.matrix.outbox import Outbox, Sealer
+from hookshot_py.matrix.outbox import Outbox, Sealer, SenderSettings
 from hookshot_py.matrix.profiles import Profiles
 from hookshot_py.metrics import Metrics
 from hookshot_py.net.guard import UrlPolicy
@@ -50,6 +54,9 @@ class Services:
     url_policy: UrlPolicy
     tokens: TokenStore
     secrets: SecretBox
+    # This process among the others on the database (LISTEN/NOTIFY, locks) and its leases.
+    cluster: Cluster
+    leases: Leases
     # Members of the rooms named as permission actors, kept current from membership events.
     room_members: dict[str, set[str]] = field(default_factory=dict)
     push_listeners: list[PushListener] = field(default_factory=list)
@@ -67,6 +74,7 @@ class Services:
 
     async def close(self) -> None:
         await self.outbox.stop()
+        await self.gateway.close()
         await self.http.close()
         await self.cpu.close()
 
@@ -78,16 +86,31 @@ def build_services(
     metrics: Metrics,
     secrets: SecretBox,
     sealer: Sealer | None = None,
+    cluster: Cluster | None = None,
 ) -> Services:
-    """`sealer` encrypts what the outbox sends to encrypted rooms (None: encryption disabled)."""
+    """`sealer` encrypts what the outbox sends to encrypted rooms (None: encryption disabled).
+    `cluster`: this process among the others on the database, started by the caller (None: the
+    outbox makes one and starts it with itself, as tests do)."""
     profiles = Profiles(db, gateway)
-    outbox = Outbox(db, gateway, profiles, metrics, sealer=sealer)
+    settings = SenderSettings(window=config.outbox.room_window, max_sending=config.outbox.max_sending)
+    leases = Leases(db, cluster, metrics) if cluster is not None else None
+    outbox = Outbox(db, gateway, profiles, metrics, cluster=cluster, leases=leases, settings=settings, sealer=sealer)
+    cluster, leases = outbox.cluster, outbox.leases
     room_members: dict[str, set[str]] = {}
     permissions = Permissions(
         [(r.actor, [(s.service, s.level) for s in r.services]) for r in config.permissions],
         room_members=lambda room: room_members.get(room, set()),
     )
-    manager = ConnectionManager(ConnectionMirror(db), RoomAccess(gateway, permissions), gateway, outbox, metrics)
+    origin = cluster.process_id
+    manager = ConnectionManager(
+        ConnectionMirror(db, origin), RoomAccess(gateway, permissions), gateway, outbox, metrics
+    )
+    dms = DirectMessages(db, gateway, origin)
+    # Changes other bridge processes make reach this one within a notification's time.
+    cluster.subscribe(MIRROR_CHANNEL, manager.changed_elsewhere)
+    cluster.subscribe(DM_CHANNEL, dms.changed_elsewhere)
+    cluster.on_reconnect(manager.reload_all)
+    cluster.on_reconnect(dms.load)
     return Services(
         config=config,
         db=db,
@@ -96,11 +119,13 @@ def build_services(
         profiles=profiles,
         manager=manager,
         permissions=permissions,
-        dms=DirectMessages(db, gateway),
+        dms=dms,
         metrics=metrics,
         http=aiohttp.ClientSession(headers={"User-Agent": f"hookshot_py/{__version__}"}),
         url_policy=UrlPolicy.create(config.outbound_urls.allowed_hosts, config.outbound_urls.allowed_ip_ranges),
         tokens=TokenStore(db, secrets),
         secrets=secrets,
+        cluster=cluster,
+        leases=leases,
         room_members=room_members,
     )

@@ -1,5 +1,9 @@
 """Shared fixtures. Fixture code lives in tests/support; this file only exposes it."""
 
+# Loaded once here, the migrations of the many test databases run in this process rather than
+# in a child process each (what a bridge process does, to keep alembic out of its memory).
+import alembic.command  # noqa: F401
+
 from support.fixtures import (  # noqa: F401
     bridge,
     bridge_as_port,

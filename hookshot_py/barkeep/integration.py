@@ -26,7 +26,8 @@ class BarkeepIntegration(Integration):
         self.store = WatchStore(services.db)
         self.repos = BarkeepRepoType(self.accounts, self.store, services.manager, services.url_policy)
         self.poller = BarkeepPoller(
-            self.accounts, self.store, services.manager, services.outbox, float(config.poll_interval_seconds)
+            self.accounts, self.store, services.manager, services.outbox, float(config.poll_interval_seconds),
+            leases=services.leases,
         )
         services.push_listeners.append(self._on_push)
 

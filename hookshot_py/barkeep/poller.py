@@ -5,6 +5,9 @@ repository some room is connected to, the state of its watched commits in batche
 (`POST /api/commits/{repo}`), diffs it with the snapshots kept in Postgres, queues the
 announcements in the outbox and then stores the new snapshots.
 
+With several bridge processes, one polls at a time: the poller runs under the `barkeep-poll`
+lease (`db/leases.py`), and a process that dies passes it on within seconds.
+
 Each announcement is queued with a dedupe key made of the commit, its kind and the state it
 announces (`approved_at`, the comment count): if the bridge dies after queuing and before
 storing the snapshots, the next poll computes the same announcements and the outbox drops them,
@@ -20,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from hookshot_py.aio import wait_event
 from hookshot_py.barkeep.accounts import BarkeepAccounts, UnknownInstance
 from hookshot_py.barkeep.errors import BarkeepError
 from hookshot_py.barkeep.format import Announcement
@@ -29,6 +33,7 @@ from hookshot_py.barkeep.repo import EVENT_TYPE, events_of, instance_of, repo_of
 from hookshot_py.barkeep.store import WatchStore
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
+from hookshot_py.db.leases import LeasedJob, Leases
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
 
 log = logging.getLogger(__name__)
@@ -70,7 +75,10 @@ class BarkeepPoller:
         manager: ConnectionManager,
         outbox: Outbox,
         interval: float,
+        leases: Leases | None = None,
     ) -> None:
+        self.leases = leases
+        self._job: LeasedJob | None = None
         self.accounts = accounts
         self.store = store
         self.manager = manager
@@ -85,35 +93,45 @@ class BarkeepPoller:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None:
+        if self.leases is not None:
+            if self._job is None:
+                self._job = LeasedJob(self.leases, "barkeep-poll", self.interval, self._round)
+                self._job.start()
+        elif self._task is None:
             self._task = asyncio.create_task(self._run(), name="barkeep-poller")
 
     async def stop(self) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            await job.stop()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
     def wake(self) -> None:
-        """Poll now rather than at the end of the interval."""
+        """Poll now rather than at the end of the interval (on whichever process polls)."""
+        if self._job is not None:
+            self._job.wake()
         self._wake.set()
 
+    async def _round(self) -> None:
+        await self.poll_once()
+        if self._last_prune is None or time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            self._last_prune = time.monotonic()
+            if pruned := await self.store.prune():
+                log.info("Stopped watching %d old Barkeep commit(s)", pruned)
+
     async def _run(self) -> None:
+        """Without leases (one process, tests): poll every interval."""
         while True:
             try:
-                await self.poll_once()
-                if self._last_prune is None or time.monotonic() - self._last_prune > PRUNE_EVERY_S:
-                    self._last_prune = time.monotonic()
-                    if pruned := await self.store.prune():
-                        log.info("Stopped watching %d old Barkeep commit(s)", pruned)
+                await self._round()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("Polling Barkeep failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.interval)
             self._wake.clear()
 
     # -- one round ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -86,6 +87,11 @@ class CommandContext:
     connection: Connection | None = None
     # The content of a fenced code block after the command, if any (see split_code_block).
     code: str | None = None
+    # Set for commands claimed across processes (`commands/runs.py`): each message queued is
+    # deduplicated by the command's event id and its rank, so a command run again after a crash
+    # does not post what it had posted already.
+    dedupe: bool = False
+    queued: int = 0
 
     @property
     def conn(self) -> Connection:
@@ -106,21 +112,25 @@ class CommandContext:
 
     async def _send_reply(self, content: dict[str, Any]) -> None:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": self.event_id}}
-        await self.outbox.enqueue([OutgoingEvent(self.room_id, content)])
+        await self._queue(OutgoingEvent(self.room_id, content))
 
     async def react(self, key: str) -> None:
-        await self.outbox.enqueue(
-            [
-                OutgoingEvent(
-                    self.room_id,
-                    {"m.relates_to": {"rel_type": "m.annotation", "event_id": self.event_id, "key": key}},
-                    event_type="m.reaction",
-                )
-            ]
+        await self._queue(
+            OutgoingEvent(
+                self.room_id,
+                {"m.relates_to": {"rel_type": "m.annotation", "event_id": self.event_id, "key": key}},
+                event_type="m.reaction",
+            )
         )
 
     async def dm(self, markdown: str, user_id: str | None = None) -> str:
         """Send a notice to the user's DM room (created if needed); returns the room id."""
         room_id = await self.dms.room_for(user_id or self.sender)
-        await self.outbox.enqueue([notice(room_id, markdown)])
+        await self._queue(notice(room_id, markdown))
         return room_id
+
+    async def _queue(self, event: OutgoingEvent) -> None:
+        self.queued += 1
+        if self.dedupe and self.event_id:
+            event = dataclasses.replace(event, dedupe_key=f"command:{self.event_id}:{self.queued}")
+        await self.outbox.enqueue([event])

@@ -16,8 +16,10 @@ from typing import Any
 
 from hookshot_py.commands.context import CommandContext, CommandError, split_code_block
 from hookshot_py.commands.registry import Command, CommandRegistry
+from hookshot_py.commands.runs import CommandRuns
 from hookshot_py.connections.base import Connection
 from hookshot_py.connections.manager import ConnectionManager
+from hookshot_py.db.leases import Leases
 from hookshot_py.errors import ApiError
 from hookshot_py.matrix.dm import DirectMessages
 from hookshot_py.matrix.outbox import Outbox
@@ -65,7 +67,9 @@ class CommandDispatcher:
         room_commands: CommandRegistry,
         dm_commands: CommandRegistry,
         is_bridge_user: Callable[[str], bool],
+        runs: CommandRuns | None = None,
     ) -> None:
+        self.runs = runs  # claims in Postgres: each command runs once across processes
         self.manager = manager
         self.dms = dms
         self.outbox = outbox
@@ -75,7 +79,9 @@ class CommandDispatcher:
         self.dm_commands = dm_commands
         self.is_bridge_user = is_bridge_user
 
-    async def handle_message(self, event: dict[str, Any]) -> None:
+    async def handle_message(self, event: dict[str, Any], *, claimed: bool = False) -> None:
+        """Run the command the message holds, if any. `claimed`: this process already holds the
+        command's claim (it runs it again after the process that had it died)."""
         content = event.get("content") or {}
         body = content.get("body")
         sender = event.get("sender", "")
@@ -93,11 +99,30 @@ class CommandDispatcher:
         if found is None:
             return
         scope, text = found
+        event_id = event.get("event_id", "")
         ctx = CommandContext(
-            room_id, sender, event.get("event_id", ""), self.outbox, self.dms,
+            room_id, sender, event_id, self.outbox, self.dms,
             is_dm=scope.prefix == "", prefix=scope.prefix, text=text.strip(), connection=scope.connection,
         )
-        await self._run(ctx, scope, text)
+        if self.runs is None or not isinstance(event_id, str) or not event_id:
+            await self._run(ctx, scope, text)
+            return
+        ctx.dedupe = True
+        if not claimed and not await self.runs.claim(event):
+            log.info("Command %s in %s was run already (or is running elsewhere)", event_id, room_id)
+            return
+        async with self.runs.running(event_id):
+            await self._run(ctx, scope, text)
+
+    def start(self, leases: Leases) -> None:
+        """Commands whose process died are run again by one process (`commands/runs.py`)."""
+        if self.runs is not None:
+            self.runs.start_redo(leases, lambda event: self.handle_message(event, claimed=True),
+                                 MAX_COMMAND_AGE_MS / 1000)
+
+    async def stop(self) -> None:
+        if self.runs is not None:
+            await self.runs.stop()
 
     def _scope(self, room_id: str, sender: str, body: str) -> tuple[Scope, str] | None:
         """The scope a message addresses and the text after its prefix; None: not a command."""

@@ -127,7 +127,13 @@ def _check_url(config: Config, registration: Registration, found: Findings) -> N
     local = _is_loopback(host) or host == bridge.bind_address
     if port != bridge.port:
         message = f"{registration.url} points at port {port}, but the bridge listens on bridge.port {bridge.port}"
-        if local:
+        if local and config.database.url is not None:
+            # A shared database: maybe several processes behind a load balancer on this machine.
+            found.warnings.append(
+                f"url: {message} (fine if a load balancer in front of several bridge processes forwards it, "
+                "docs/scale-out.md)"
+            )
+        elif local:
             found.errors.append(ConfigError("url", message))
         else:
             found.warnings.append(f"url: {message} (fine if a proxy or a port mapping forwards it)")

@@ -110,6 +110,16 @@ class DatabaseConfig:
 
 
 @section
+class OutboxConfig:
+    """How messages are delivered to the homeserver (README, "Delivery order")."""
+
+    room_window: int = key(default=16, parse=values.positive_int)
+    """Messages of one room in flight to the homeserver at once (only messages whose requests overlapped)."""
+    max_sending: int = key(default=128, parse=values.positive_int)
+    """Messages in flight at once, all rooms together."""
+
+
+@section
 class ProvisioningConfig:
     secret: str = key(parse=values.strong_secret, secret=True)
     """Guards an admin API reachable over the network: placeholders and short secrets are refused."""
@@ -528,6 +538,7 @@ class Config:
     barkeep: BarkeepConfig | None = None
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
     provisioning: ProvisioningConfig | None = None
     gitlab: GitLabConfig | None = None
     jira: JiraConfig | None = None

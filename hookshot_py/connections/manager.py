@@ -20,7 +20,7 @@ from hookshot_py import jsonsafe
 from hookshot_py.connections.access import RoomAccess
 from hookshot_py.connections.base import Connection, ConnectionType, Outcome, is_disabled
 from hookshot_py.connections.known import known_type
-from hookshot_py.connections.mirror import ConnectionMirror
+from hookshot_py.connections.mirror import ConnectionMirror, MirroredRow
 from hookshot_py.connections.unsupported import UnsupportedConnections
 from hookshot_py.errors import ApiError, ErrCode, ValidationIssue, validation_error
 from hookshot_py.matrix.gateway import MatrixGateway
@@ -52,6 +52,7 @@ class ConnectionManager:
         self._rooms: dict[str, dict[str, Connection]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.unsupported = UnsupportedConnections(mirror.db, outbox)
+        self._reloads: set[asyncio.Task[None]] = set()
 
     def add_type(self, ctype: AnyType) -> None:
         """Register a connection type (before `load()`)."""
@@ -152,6 +153,66 @@ class ConnectionManager:
 
     def static_rooms(self) -> set[str]:
         return {conn.room_id for conn in self.all() if conn.static}
+
+    def _from_row(self, row: MirroredRow) -> Connection | None:
+        ctype = self.type_for(row.event_type)
+        if ctype is None:
+            return None  # a type disabled in the config since; keep the row
+        conn = Connection(row.room_id, row.event_type, row.state_key, row.content, row.connection_id)
+        try:
+            ctype.config_of(conn)
+        except ValueError as e:
+            log.warning("Not loading %s connection %s in %s: %s", ctype.type_name, row.state_key, row.room_id, e)
+            return None
+        return conn
+
+    # -- changes made by other bridge processes ---------------------------------------------------
+
+    def changed_elsewhere(self, payload: str) -> None:
+        """A mirror notification (`<origin> TAB <room>`): another process changed the room's
+        connections; take them from the mirror, as they are now."""
+        origin, _, room_id = payload.partition("\t")
+        if origin != self.mirror.origin and room_id:
+            task = asyncio.create_task(self._reload_logged(room_id), name=f"reload:{room_id}")
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def _reload_logged(self, room_id: str) -> None:
+        try:
+            await self.reload_room(room_id)
+        except Exception:
+            log.exception("Reloading the connections of %s failed", room_id)
+
+    async def reload_room(self, room_id: str, rows: Sequence[MirroredRow] | None = None) -> None:
+        """Index the room's mirrored rows (read now unless given): new and changed connections are
+        loaded, missing ones unloaded. The mirror is not written: the process that made the change
+        did that, and the side effects (forge hooks, secrets) too."""
+        async with self._lock(room_id):
+            if rows is None:
+                rows = await self.mirror.rows(room_id)
+            fresh = {c.id: c for c in (self._from_row(r) for r in rows) if c is not None}
+            room = self._rooms.setdefault(room_id, {})
+            for conn_id, conn in list(room.items()):
+                if conn_id not in fresh and not conn.static:  # static ones are not mirrored
+                    del room[conn_id]
+                    await self.type_of(conn).on_unloaded(conn)
+            for conn_id, conn in fresh.items():
+                current = room.get(conn_id)
+                if current is not None and current.state == conn.state:
+                    continue
+                await self.type_of(conn).on_loaded(conn)
+                room[conn_id] = conn
+            if not room:
+                self._rooms.pop(room_id, None)
+        self._update_gauges()
+
+    async def reload_all(self) -> None:
+        """After notifications may have been missed (the coordination connection was down)."""
+        by_room: dict[str, list[MirroredRow]] = {room_id: [] for room_id in self._rooms}
+        for row in await self.mirror.rows():
+            by_room.setdefault(row.room_id, []).append(row)
+        for room_id, rows in by_room.items():
+            await self.reload_room(room_id, rows)
 
     async def reconcile(self, room_ids: Sequence[str] | None = None, concurrency: int = 4) -> None:
         """Bring the mirror in line with room state (the truth). Runs in the background."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import re
+import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,9 +72,58 @@ async def apply_migrations(dsn: str) -> None:
         await engine.dispose()
 
 
+_REVISION = re.compile(r"^revision\s*=\s*[\"']([^\"']+)[\"']", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision\s*=\s*(.+)$", re.M)
+LOCK_MIGRATIONS = 0x686B5203  # an advisory lock class (see cluster.py for the others)
+
+
+def head_revisions() -> set[str]:
+    """The newest revisions of the migrations shipped, read from their files (without importing
+    alembic and SQLAlchemy, which cost ~25 MiB and half a second that a start does not need when
+    the schema is current)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text()
+        if (rev := _REVISION.search(text)) is not None:
+            revisions.add(rev.group(1))
+        if (down := _DOWN_REVISION.search(text)) is not None:
+            parents.update(re.findall(r"[\"']([^\"']+)[\"']", down.group(1)))
+    return revisions - parents
+
+
+async def schema_is_current(dsn: str) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return False
+    finally:
+        await conn.close()
+    return {r["version_num"] for r in rows} == head_revisions()
+
+
+@contextlib.asynccontextmanager
+async def _migrating(dsn: str) -> AsyncIterator[None]:
+    """Hold the migration lock (a session advisory lock) for the block: when several processes
+    start at once, one migrates and the others find the schema current."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1, 0)", LOCK_MIGRATIONS)
+        yield
+    finally:
+        await conn.close()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pooled connections never hold session state (LISTEN, advisory locks and settings live on
+    the cluster's own connection, `cluster.py`): returning one to the pool costs no query (asyncpg
+    still rolls back a transaction left open)."""
 
 
 @dataclass
@@ -86,12 +139,24 @@ class Database:
             raise RuntimeError("Database.start() was not called")
         return self._pool
 
-    async def start(self, *, migrate: bool = True, min_size: int = 2, max_size: int = 10) -> None:
-        if migrate:
-            log.info("Applying database migrations")
-            await apply_migrations(self.dsn)
+    async def start(
+        self, *, migrate: bool = True, min_size: int = 2, max_size: int = 10, application_name: str = "hookshot_py"
+    ) -> None:
+        """Migrate (only when the schema is behind), then open the pool. A bridge process runs
+        the migrations in a child process, so alembic never takes up its memory."""
+        if migrate and not await schema_is_current(self.dsn):
+            async with _migrating(self.dsn):
+                if not await schema_is_current(self.dsn):
+                    log.info("Applying database migrations")
+                    if "alembic" in sys.modules:  # loaded already (tests, `migrate`): no child needed
+                        await apply_migrations(self.dsn)
+                    else:
+                        from hookshot_py.db.migrate_child import migrate_in_child
+
+                        await migrate_in_child(self.dsn)
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=min_size, max_size=max_size, init=_init_connection
+            self.dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session,
+            server_settings={"application_name": application_name},
         )
 
     async def stop(self, timeout: float = 2.0) -> None:

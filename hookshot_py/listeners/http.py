@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -95,6 +95,22 @@ def add_health_routes(app: web.Application, ready: ReadyCheck) -> None:
 
     app.router.add_get("/live", live)
     app.router.add_get("/ready", ready_handler)
+
+
+class RequestStart(Protocol):
+    def begin_request(self) -> None: ...
+
+
+def causal_middleware(outbox: RequestStart) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Marks each request's start for the outbox's causal order: messages it queues follow those
+    whose requests were answered before it began (`matrix/causal.py`)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        outbox.begin_request()
+        return await handler(request)
+
+    return middleware
 
 
 def timed(observe: Callable[[web.Request, int, float], None]) -> Callable[..., Awaitable[web.StreamResponse]]:

@@ -2,7 +2,8 @@
 
 mautrix provides the routes, token check and IntentAPI. We replace its transaction handler so
 that a transaction is acknowledged only after its events were handled (a crash makes the
-homeserver resend it), and so already-processed transaction ids are remembered in Postgres.
+homeserver resend it), and so it is handled once across bridge processes and restarts: it is
+claimed in Postgres first, by id and content digest (`txn_claims.py`).
 The listener is served like every other listener of the bridge (`listeners/http.py`): bounded
 header, keep-alive and body times, a connection cap, `{errcode, error}` for what a handler did
 not expect, no access log (homeservers may put the `hs_token` in the query string); the ping
@@ -38,10 +39,12 @@ from hookshot_py.cpu_pool import CpuPool, CpuPoolError
 from hookshot_py.db.database import Database
 from hookshot_py.errors import ApiError
 from hookshot_py.listeners.http import ListenerRunner, error_middleware, read_body
+from hookshot_py.matrix.txn_claims import Claim, TransactionClaims
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+Answer = tuple[int, dict[str, Any]]
 
 MAX_TRANSACTION_BYTES = 32 * 1024 * 1024
 MAX_PING_BYTES = 64 * 1024
@@ -49,6 +52,9 @@ MAX_PING_BYTES = 64 * 1024
 SPLIT_TRANSACTION_BYTES = 256 * 1024
 SPLIT_DEADLINE_S = 30.0
 NO_EVENTS = "the body has no `events` list"
+# How long a retried transaction waits for another process that is handling it, before the
+# homeserver is told to try again later.
+BUSY_WAIT_S = 20.0
 # Event ids handled recently: a transaction retried after a partial failure skips them.
 RECENT_EVENTS = 10_000
 # Failures that say nothing about the event: retrying the transaction later can succeed.
@@ -113,10 +119,15 @@ async def _not_routed(event: dict[str, Any]) -> None:
 
 
 class HookshotAppService(AppService):
-    def __init__(self, *, db: Database, **kwargs: Any) -> None:
+    def __init__(self, *, db: Database, process_id: str = "", **kwargs: Any) -> None:
         kwargs.setdefault("aiohttp_params", {"middlewares": [error_middleware]})
         super().__init__(state_store=_MemoryASStateStore(), **kwargs)
         self.db = db
+        self.claims = TransactionClaims(db, process_id or f"pid{id(self)}")
+        self._handling: dict[tuple[str, bytes], asyncio.Future[Answer]] = {}
+        # The bridge's own users (bot, ghosts): a transaction of their events only (the echoes
+        # of what the bridge sent) is idempotent, and needs no claim.
+        self.is_own_user: Callable[[str], bool] = lambda user_id: False
         # Set by the bridge once its parts are built; until then transactions answer 500 and
         # the homeserver retries them.
         self.on_event: EventHandler = _not_routed
@@ -180,31 +191,76 @@ class HookshotAppService(AppService):
             return web.json_response({"errcode": errcode, "error": refusal}, status=400)
         # A homeserver may number its transactions from 1 again after a restart (Synapse on
         # SQLite does): a transaction is a repeat only if its id *and* its content match.
-        digest = hashlib.sha256(raw).digest()
+        key = (txn_id, hashlib.sha256(raw).digest())
+        running = self._handling.get(key)
+        if running is not None:  # retried while this process still handles it
+            status, body = await asyncio.shield(running)
+            return web.json_response(body, status=status)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._handling[key] = future
         try:
-            if await self.db.fetchval(
-                "SELECT 1 FROM appservice_txns WHERE txn_id = $1 AND digest = $2", txn_id, digest
-            ):
-                return web.json_response({})
-            if self.crypto is not None:
-                # Room keys first: the events of this transaction may need them. Never raises.
-                extras = encryption_extras(rest)
-                log.debug("Transaction %s: %d event(s), %d to-device event(s)", txn_id, len(events), len(extras[0]))
-                await self.crypto.handle_transaction(*extras)
-            for item in events:
-                raw_event = json.loads(item) if isinstance(item, bytes) else item  # bytes: cut by a worker
-                if isinstance(raw_event, dict):
-                    await self._handle_one(txn_id, raw_event)
-                await asyncio.sleep(0)  # one event at a time: a long transaction never holds the loop
-            await self.db.execute(
-                "INSERT INTO appservice_txns (txn_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                txn_id, digest,
-            )
+            status, body = answer = await self._claim_and_handle(txn_id, key[1], events, rest)
+            future.set_result(answer)
+            return web.json_response(body, status=status)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: a waiting retry sees it, nobody else must
+            raise
+        finally:
+            del self._handling[key]
+
+    async def _claim_and_handle(self, txn_id: str, digest: bytes, events: list[Any], rest: dict[str, Any]) -> Answer:
+        """Handle the transaction once across processes: claimed first, acknowledged after."""
+        if self._echoes_only(events, rest):
+            return await self._handle_unclaimed(txn_id, events, rest)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_WAIT_S
+        try:
+            while (claim := await self.claims.claim(txn_id, digest)) is Claim.BUSY:
+                if loop.time() > deadline:
+                    return 503, {"errcode": "M_UNKNOWN", "error": "Another bridge process is handling this transaction"}
+                await asyncio.sleep(0.2)  # another process has it: wait until it is done, or dies
+            if claim is Claim.DONE:
+                return 200, {}
+            async with self.claims.kept(txn_id, digest):
+                await self._handle_events(txn_id, events, rest)
+            await self.claims.done(txn_id, digest)
         except Exception:
             # Not acknowledged: the homeserver retries the transaction later.
             log.exception("Failed to handle transaction %s; the homeserver will retry it", txn_id)
-            return web.json_response({"errcode": "M_UNKNOWN", "error": "Temporary failure"}, status=500)
-        return web.json_response({})
+            try:
+                await self.claims.release(txn_id, digest)
+            except Exception as e:
+                log.debug("Releasing the claim on %s failed (%s); it expires by itself", txn_id, e)
+            return 500, {"errcode": "M_UNKNOWN", "error": "Temporary failure"}
+        return 200, {}
+
+    def _echoes_only(self, events: list[Any], rest: dict[str, Any]) -> bool:
+        """Only events the bridge's own users sent (what it posted, coming back) and nothing for
+        the crypto sink: handling them twice is harmless."""
+        if not events or (self.crypto is not None and any(encryption_extras(rest))):
+            return False
+        return all(isinstance(e, dict) and self.is_own_user(str(e.get("sender", ""))) for e in events)
+
+    async def _handle_unclaimed(self, txn_id: str, events: list[Any], rest: dict[str, Any]) -> Answer:
+        try:
+            await self._handle_events(txn_id, events, rest)
+        except Exception:
+            log.exception("Failed to handle transaction %s; the homeserver will retry it", txn_id)
+            return 500, {"errcode": "M_UNKNOWN", "error": "Temporary failure"}
+        return 200, {}
+
+    async def _handle_events(self, txn_id: str, events: list[Any], rest: dict[str, Any]) -> None:
+        if self.crypto is not None:
+            # Room keys first: the events of this transaction may need them. Never raises.
+            extras = encryption_extras(rest)
+            log.debug("Transaction %s: %d event(s), %d to-device event(s)", txn_id, len(events), len(extras[0]))
+            await self.crypto.handle_transaction(*extras)
+        for item in events:
+            raw_event = json.loads(item) if isinstance(item, bytes) else item  # bytes: cut by a worker
+            if isinstance(raw_event, dict):
+                await self._handle_one(txn_id, raw_event)
+            await asyncio.sleep(0)  # one event at a time: a long transaction never holds the loop
 
     async def _split(self, raw: bytes) -> tuple[str | None, list[Any], dict[str, Any]]:
         """(why the body is refused, its events, its other fields: the encryption extras). A small

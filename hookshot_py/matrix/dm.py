@@ -1,4 +1,6 @@
-"""Direct-message ("admin") rooms between the bot and each user: where secrets are sent."""
+"""Direct-message ("admin") rooms between the bot and each user: where secrets are sent.
+
+Every change notifies the other bridge processes (`hookshot_dms`), which reload the table."""
 
 from __future__ import annotations
 
@@ -10,18 +12,29 @@ from hookshot_py.matrix.gateway import MatrixGateway
 
 log = logging.getLogger(__name__)
 
+CHANNEL = "hookshot_dms"  # payload: the origin process id
+
 
 class DirectMessages:
-    def __init__(self, db: Database, gateway: MatrixGateway) -> None:
+    def __init__(self, db: Database, gateway: MatrixGateway, origin: str = "") -> None:
         self.db = db
         self.gateway = gateway
+        self.origin = origin
         self._room_of: dict[str, str] = {}
         self._user_of: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        self._reload: asyncio.Future[None] | None = None
 
     async def load(self) -> None:
-        for r in await self.db.fetch("SELECT user_id, room_id FROM dm_rooms"):
+        rows = await self.db.fetch("SELECT user_id, room_id FROM dm_rooms")
+        self._room_of.clear()
+        self._user_of.clear()
+        for r in rows:
             self._remember(r["user_id"], r["room_id"])
+
+    def changed_elsewhere(self, origin: str) -> None:
+        if origin != self.origin:
+            self._reload = asyncio.ensure_future(self.load())
 
     def user_of(self, room_id: str) -> str | None:
         """The user whose DM room this is, if it is one."""
@@ -29,9 +42,10 @@ class DirectMessages:
 
     async def record(self, user_id: str, room_id: str) -> None:
         await self.db.execute(
-            "INSERT INTO dm_rooms (user_id, room_id) VALUES ($1, $2) "
-            "ON CONFLICT (user_id) DO UPDATE SET room_id = EXCLUDED.room_id",
-            user_id, room_id,
+            "WITH up AS (INSERT INTO dm_rooms (user_id, room_id) VALUES ($1, $2) "
+            "ON CONFLICT (user_id) DO UPDATE SET room_id = EXCLUDED.room_id RETURNING 1) "
+            "SELECT pg_notify($3, $4) FROM up",
+            user_id, room_id, CHANNEL, self.origin,
         )
         self._remember(user_id, room_id)
 
@@ -39,7 +53,11 @@ class DirectMessages:
         user_id = self._user_of.pop(room_id, None)
         if user_id is not None:
             self._room_of.pop(user_id, None)
-            await self.db.execute("DELETE FROM dm_rooms WHERE user_id = $1 AND room_id = $2", user_id, room_id)
+            await self.db.execute(
+                "WITH gone AS (DELETE FROM dm_rooms WHERE user_id = $1 AND room_id = $2 RETURNING 1) "
+                "SELECT pg_notify($3, $4) FROM gone",
+                user_id, room_id, CHANNEL, self.origin,
+            )
 
     async def room_for(self, user_id: str) -> str:
         """The user's DM room, created (with an invite) when there is none yet."""

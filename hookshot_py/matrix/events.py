@@ -5,6 +5,7 @@ outbound webhooks)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +14,7 @@ from mautrix.errors import MatrixRequestError
 
 from hookshot_py.commands.dispatcher import CommandDispatcher
 from hookshot_py.connections.manager import ConnectionManager
+from hookshot_py.db.cluster import Cluster
 from hookshot_py.matrix.dm import DirectMessages
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
@@ -22,6 +24,8 @@ from hookshot_py.permissions import Permissions
 log = logging.getLogger(__name__)
 
 MEMBER = "m.room.member"
+# Members of permission rooms, seen by whichever process got the event: {"o", "r", "u", "m"}.
+MEMBERS_CHANNEL = "hookshot_members"
 WELCOME = "Hello! I'm the hookshot bridge bot. Type `help` to see what I can do for you here."
 
 Spawn = Callable[[Awaitable[Any], str], None]
@@ -41,6 +45,7 @@ class EventRouter:
         room_members: dict[str, set[str]],
         is_bridge_user: Callable[[str], bool],
         spawn: Spawn,
+        cluster: Cluster | None = None,
     ) -> None:
         self.gateway = gateway
         self.manager = manager
@@ -52,8 +57,14 @@ class EventRouter:
         self.room_members = room_members
         self.is_bridge_user = is_bridge_user
         self.spawn = spawn
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.subscribe(MEMBERS_CHANNEL, self._member_elsewhere)
 
     async def on_event(self, event: dict[str, Any]) -> None:
+        # Each event is a request of its own for the outbox's causal order: what it queues
+        # (command replies included) follows what was committed before it arrived.
+        self.outbox.begin_request()
         self.metrics.appservice_events.inc()
         etype = event.get("type")
         if etype == MEMBER and isinstance(event.get("state_key"), str):
@@ -62,18 +73,22 @@ class EventRouter:
             await self.manager.apply_state_event(event)
         elif "state_key" not in event:
             sender = event.get("sender")
-            if isinstance(sender, str) and not self.is_bridge_user(sender) and sender != self.gateway.bot_mxid:
+            own = not isinstance(sender, str) or self.is_bridge_user(sender) or sender == self.gateway.bot_mxid
+            if not own:
                 await self.manager.room_event(event)
-            if etype == "m.room.message":
-                # Commands may take a while (forge API calls): don't hold up the transaction.
+            if etype == "m.room.message" and not own:
+                # Commands may take a while (forge API calls): don't hold up the transaction. The
+                # bridge's own messages (echoed back by the homeserver) are no commands.
                 self.spawn(self.dispatcher.handle_message(event), "command")
 
     async def _on_member(self, event: dict[str, Any]) -> None:
         room_id, target, sender = event["room_id"], event["state_key"], event.get("sender", "")
         membership = (event.get("content") or {}).get("membership")
         if room_id in self.room_members:
-            members = self.room_members[room_id]
-            (members.add if membership == "join" else members.discard)(target)
+            self._apply_member(room_id, target, membership)
+            if self.cluster is not None:
+                payload = {"o": self.cluster.process_id, "r": room_id, "u": target, "m": membership}
+                await self.cluster.notify(MEMBERS_CHANNEL, json.dumps(payload))
         if target == self.gateway.bot_mxid:
             if membership == "invite":
                 self.spawn(self._on_bot_invited(event), "invite")
@@ -89,6 +104,16 @@ class EventRouter:
         elif membership in ("leave", "ban") and self.dms.user_of(room_id) == target:
             await self.dms.forget_room(room_id)
             self.spawn(self.gateway.leave(room_id, "The DM was closed"), "leave-dm")
+
+    def _apply_member(self, room_id: str, user_id: str, membership: Any) -> None:
+        members = self.room_members.get(room_id)
+        if members is not None:
+            (members.add if membership == "join" else members.discard)(user_id)
+
+    def _member_elsewhere(self, payload: str) -> None:
+        data = json.loads(payload)
+        if self.cluster is not None and data.get("o") != self.cluster.process_id:
+            self._apply_member(data["r"], data["u"], data.get("m"))
 
     async def _reject(self, room_id: str, user_id: str) -> None:
         try:

@@ -8,6 +8,8 @@ passes plain `str` ids, converted here to mautrix's `RoomID`/`UserID`/`ContentUR
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import re
 from typing import Any
@@ -20,6 +22,7 @@ from mautrix.errors import MatrixRequestError, MNotFound
 from mautrix.types import ContentURI, RoomCreatePreset, RoomID, UserID
 
 from hookshot_py.matrix.power import RoomPower
+from hookshot_py.matrix.send_client import SendClient, SendNotSent, SendUnknown
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +32,20 @@ class SendError(Exception):
 
     def __init__(
         self, message: str, *, status: int = 0, errcode: str | None = None,
-        retry_after_ms: int | None = None, permanent: bool = False,
+        retry_after_ms: int | None = None, permanent: bool = False, definite: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.errcode = errcode
         self.retry_after_ms = retry_after_ms
         self.permanent = permanent
+        # Whether the homeserver surely did not store the event. Without an answer (status 0,
+        # unless `definite`) or after a server error, it may have: the outbox checks first.
+        self.definite = definite or 400 <= status < 500
+
+    @property
+    def maybe_stored(self) -> bool:
+        return not self.definite
 
 
 class MediaError(Exception):
@@ -233,50 +243,86 @@ class MatrixGateway:
     # -- sending (only the outbox calls this) -------------------------------------------------
 
     async def send_event(
-        self, room_id: str, sender: str, event_type: str, content: dict[str, Any], txn_id: str
+        self, room_id: str, sender: str, event_type: str, content: dict[str, Any] | bytes, txn_id: str,
+        *, timeout: float = 60.0,
     ) -> str:
-        """PUT /send with a caller-chosen txn id: a resend after a crash is idempotent.
+        """PUT /send with a caller-chosen txn id: a resend after a crash is idempotent (as long as
+        the homeserver remembers the id; the outbox checks its marker when it may not). `content`
+        may be JSON already encoded.
 
-        Done over raw HTTP because mautrix drops 429's `retry_after_ms`, which we honour.
+        Over `SendClient` rather than mautrix: it is the bridge's hot path, and mautrix drops
+        429's `retry_after_ms`, which we honour.
         """
-        api = self._bot.api
-        url = api.base_url.with_path(
-            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/send/"
-            f"{quote(event_type, safe='')}/{quote(txn_id, safe='')}",
-            encoded=True,
+        path = (
+            f"{self._room_path(room_id)}/send/{quote(event_type, safe='')}/{quote(txn_id, safe='')}"
+            f"{self._as_user(sender)}"
         )
-        params = {"user_id": sender} if sender != self.bot_mxid else {}
+        body = content if isinstance(content, bytes) else json.dumps(content, ensure_ascii=False).encode()
         try:
-            async with api.session.put(
-                url,
-                json=content,
-                params=params,
-                headers={"Authorization": f"Bearer {self.appservice.as_token}"},
-            ) as resp:
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = {}
-                if resp.status == 200 and isinstance(body, dict) and "event_id" in body:
-                    return body["event_id"]
-                body = body if isinstance(body, dict) else {}
-                errcode = body.get("errcode")
-                message = f"{resp.status} {errcode or ''} {body.get('error', '')}".strip()
-                if resp.status == 429:
-                    retry = body.get("retry_after_ms")
-                    if not isinstance(retry, int):
-                        header = resp.headers.get("Retry-After", "")
-                        retry = int(header) * 1000 if header.isdigit() else None
-                    raise SendError(message, status=429, errcode=errcode, retry_after_ms=retry)
-                permanent = 400 <= resp.status < 500 and errcode != "M_FORBIDDEN"
-                raise SendError(message, status=resp.status, errcode=errcode, permanent=permanent)
-        except SendError:
-            raise
-        except MatrixRequestError as e:  # pragma: no cover - raw session should not raise these
+            answer = await self._send_client.put(path, body, timeout=timeout)
+        except SendNotSent as e:
+            raise SendError(str(e), definite=True) from e
+        except SendUnknown as e:
             raise SendError(str(e)) from e
-        except Exception as e:  # network errors, timeouts: the homeserver may be down
-            raise SendError(f"{type(e).__name__}: {e}") from e
+        try:
+            data = json.loads(answer.body) if answer.body else {}
+        except ValueError:
+            data = {}
+        if answer.status == 200 and isinstance(data, dict) and isinstance(data.get("event_id"), str):
+            return data["event_id"]
+        data = data if isinstance(data, dict) else {}
+        errcode = data.get("errcode")
+        message = f"{answer.status} {errcode or ''} {data.get('error', '')}".strip()
+        if answer.status == 429:
+            retry = data.get("retry_after_ms")
+            if not isinstance(retry, int):
+                header = answer.retry_after or ""
+                retry = int(header) * 1000 if header.isdigit() else None
+            raise SendError(message, status=429, errcode=errcode, retry_after_ms=retry)
+        permanent = 400 <= answer.status < 500 and errcode != "M_FORBIDDEN"
+        raise SendError(message, status=answer.status, errcode=errcode, permanent=permanent)
 
+    async def find_markers(
+        self, room_id: str, key: str, wanted: set[str], oldest_ts: float, *, max_pages: int = 20
+    ) -> dict[str, str]:
+        """Which of `wanted` appear as `content[key]` among the room's recent events (newest
+        first, back to `oldest_ts` epoch seconds or `max_pages` pages): marker → event id."""
+        found: dict[str, str] = {}
+        token: str | None = None
+        path = Path.v3.rooms[room_id].messages
+        for _ in range(max_pages):
+            query = {"dir": "b", "limit": "100"}
+            if token:
+                query["from"] = token
+            page = await self._bot.api.request(Method.GET, path, query_params=query)
+            chunk = page.get("chunk") or []
+            for event in chunk:
+                marker = (event.get("content") or {}).get(key)
+                if marker in wanted and marker not in found:
+                    found[marker] = event.get("event_id", "")
+            token = page.get("end")
+            if len(found) == len(wanted) or not chunk or not token:
+                break
+            if min(e.get("origin_server_ts", 0) for e in chunk) / 1000 < oldest_ts:
+                break
+        return found
+
+    async def close(self) -> None:
+        """Close the connections of the send client (at stop)."""
+        if "_send_client" in self.__dict__:
+            await self._send_client.close()
+
+    @functools.cached_property
+    def _send_client(self) -> SendClient:
+        return SendClient(str(self._bot.api.base_url), self.appservice.as_token)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one gateway per bridge, bounded
+    def _room_path(self, room_id: str) -> str:
+        return f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}"
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one gateway per bridge, bounded
+    def _as_user(self, sender: str) -> str:
+        return f"?user_id={quote(sender, safe='')}" if sender != self.bot_mxid else ""
 
 async def _unrecognized(resp: aiohttp.ClientResponse) -> bool:
     try:

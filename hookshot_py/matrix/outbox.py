@@ -1,37 +1,57 @@
 """The durable outbox: the only door from the bridge to Matrix messages.
 
-Every message is a Postgres row before anyone is told it was accepted. Rooms are delivered
-independently, each strictly in row order; a row is retried with backoff (honouring 429's
-`retry_after_ms`) until the homeserver takes it. The transaction id is derived from the row, so
-a resend after a crash is deduplicated by the homeserver instead of posted twice.
-
-Rows are plaintext at rest. In an encrypted room a row is encrypted by the `Sealer` just before
-each send attempt (never when queued), so a row queued before a crash or before the room turned
-encryption on is still sent once, encrypted, with the same transaction id.
+Every message is a Postgres row before anyone is told it was accepted. Concurrent callers share
+one INSERT (group commit): each is answered once the statement holding its row has committed, and
+a failed statement answers every caller in it with the error. Rows are delivered in causal order
+(`causal.py`): a row queued by a request that started after another was answered is posted after
+it; rows of overlapping requests are sent together, up to `outbox.roomWindow` per room
+(`outbox_sender.py`). A row is retried with backoff (honouring 429's `retry_after_ms`) until the
+homeserver takes it; its transaction id and content marker are derived from the row, so it is
+posted once across crashes, homeserver restarts and several bridge processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
 from hookshot_py import jsonsafe
+from hookshot_py.db.cluster import Cluster
 from hookshot_py.db.database import Database
-from hookshot_py.matrix.gateway import MatrixGateway, SendError
+from hookshot_py.db.leases import LeasedJob, Leases
+from hookshot_py.matrix import causal
+from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.mentions import with_mentions
+from hookshot_py.matrix.outbox_sender import (
+    MARKER,
+    Sealer,
+    Sender,
+    SenderSettings,
+    backoff_seconds,
+)
+from hookshot_py.matrix.outbox_store import Inserted, OutboxStore, Row
 from hookshot_py.matrix.profiles import Profiles
 from hookshot_py.metrics import Metrics
 
+__all__ = ["MARKER", "Outbox", "OutgoingEvent", "Sealer", "SenderSettings", "backoff_seconds"]
+
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 300.0
-SENT_RETENTION = "7 days"
+MAX_ROWS_PER_COMMIT = 500
+# INSERTs in flight at once: while one waits for its commit to reach the disk, the next batch is
+# written, and Postgres flushes both with one fsync.
+CONCURRENT_COMMITS = 4
+JANITOR_INTERVAL_S = 3600.0
+WAIT_POLL_S = 0.5  # waiting for rows another process delivers
+RECENTLY_FINISHED = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,19 +65,19 @@ class OutgoingEvent:
 
 
 def _final_content(event: OutgoingEvent) -> dict[str, Any]:
+    """Every `m.room.message` gets an explicit `m.mentions` (empty unless it has its own), so no
+    text the bridge relays pings anyone by accident."""
     return with_mentions(event.content) if event.event_type == "m.room.message" else event.content
 
 
-class Sealer(Protocol):
-    """Turns an event into what is sent: `(m.room.encrypted, ciphertext)` in an encrypted room."""
+@dataclass
+class _Waiting:
+    """One caller of `enqueue`, waiting for the commit that holds its rows."""
 
-    async def seal(self, room_id: str, event_type: str, content: dict[str, Any]) -> tuple[str, dict[str, Any]]: ...
-
-
-def backoff_seconds(attempts: int) -> float:
-    """0.5 s, 1 s, 2 s ... capped at 5 minutes, with ±20% jitter so rooms don't retry in lockstep."""
-    base = min(MAX_BACKOFF_S, 0.5 * 2 ** max(0, attempts - 1))
-    return base * random.uniform(0.8, 1.2)
+    mark: int
+    events: Sequence[OutgoingEvent]
+    encoded: list[tuple[str, str, str, str, str | None]]
+    future: asyncio.Future[list[int]]
 
 
 class Outbox:
@@ -68,94 +88,154 @@ class Outbox:
         profiles: Profiles,
         metrics: Metrics,
         *,
-        parallel_rooms: int = 8,
+        cluster: Cluster | None = None,
+        leases: Leases | None = None,
+        settings: SenderSettings | None = None,
         sealer: Sealer | None = None,
     ) -> None:
         self.db = db
-        self.sealer = sealer
         self.gateway = gateway
-        self.profiles = profiles
         self.metrics = metrics
+        self._own_cluster = cluster is None
+        self.cluster = cluster or Cluster(db.dsn)
+        self.leases = leases or Leases(db, self.cluster, metrics)
+        self.store = OutboxStore(db, self.cluster.process_id)
+        self.sender = Sender(
+            self.store, self.cluster, gateway, profiles, metrics, settings or SenderSettings(),
+            self._txn_id, self._finished, sealer,
+        )
+        self.sender.depth_from_db = self._set_depth
         self._install_id = ""
-        self._workers: dict[str, asyncio.Task[None]] = {}
-        self._rewake: set[str] = set()
-        self._slots = asyncio.Semaphore(parallel_rooms)
+        self._committed = 0  # the highest outbox id this process has committed
+        self._queue: list[_Waiting] = []
+        self._flushers: set[asyncio.Task[None]] = set()
         self._waiters: dict[int, asyncio.Future[str | None]] = {}
+        self._recent: OrderedDict[int, str | None] = OrderedDict()
         self._depth = 0
-        self._running = False
-        self._janitor: asyncio.Task[None] | None = None
-        self.joined_cache: set[tuple[str, str]] = set()
+        self._janitor = LeasedJob(self.leases, "outbox-janitor", JANITOR_INTERVAL_S, self.store.forget_old)
 
-    # -- the public side ---------------------------------------------------------------------
+    # -- queuing ------------------------------------------------------------------------------------
+
+    def begin_request(self) -> None:
+        """A request starts in this context: what it queues follows what this process had
+        committed by now (see `causal.py`). Listeners call it for every request."""
+        causal.begin(self._committed)
 
     async def enqueue(self, events: Sequence[OutgoingEvent]) -> list[int]:
-        """Durably queue `events` (one transaction). Returns the new row ids; deduplicated
-        events are left out. When this returns, the events survive a crash.
-
-        Every `m.room.message` gets an explicit `m.mentions` (empty unless it has its own), so
-        no text the bridge relays pings anyone by accident."""
+        """Durably queue `events`. Returns the new row ids (deduplicated events are left out); when
+        this returns, the events survive a crash. Events of one call are posted in their order."""
         if not events:
             return []
-        rows = await self._insert(self.db, events)
-        self.queued(rows)
-        return [r["id"] for r in rows]
+        encoded = self._encoded(events)
+        mark = causal.current()
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiting(mark.value if mark is not None else self._committed, events, encoded, future))
+        if len(self._flushers) < CONCURRENT_COMMITS and len(self._queue) == 1:
+            task = asyncio.create_task(self._flush(), name="outbox-commit")
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
+        ids = await future
+        if mark is not None and ids:
+            mark.raise_to(max(ids))
+        return ids
 
-    async def enqueue_in(self, conn: asyncpg.Connection, events: Sequence[OutgoingEvent]) -> list[Any]:
+    async def _flush(self) -> None:
+        """Group commit: everything queued while the previous INSERT ran goes in the next one."""
+        while self._queue:
+            batch: list[_Waiting] = []
+            rows = 0
+            while self._queue and (not batch or rows + len(self._queue[0].encoded) <= MAX_ROWS_PER_COMMIT):
+                waiting = self._queue.pop(0)
+                batch.append(waiting)
+                rows += len(waiting.encoded)
+            started = time.perf_counter()
+            try:
+                inserted = await self.store.insert(self.db, [(w.mark, w.encoded) for w in batch])
+            except BaseException as e:
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(e)
+                if isinstance(e, asyncio.CancelledError):
+                    raise
+                continue
+            self.metrics.outbox_commits.inc()
+            self.metrics.outbox_commit_seconds.inc(time.perf_counter() - started)
+            self.metrics.outbox_queued.inc(len(inserted))
+            self._committed_rows(batch, inserted)
+
+    def _committed_rows(self, batch: list[_Waiting], inserted: list[Inserted]) -> None:
+        """The rows are durable: count them, hand them to the sender, answer the callers."""
+        ids: list[list[int]] = [[] for _ in batch]
+        handed: list[Row] = []
+        foreign: set[str] = set()
+        for row in inserted:
+            waiting = batch[row.group]
+            event = waiting.events[row.index]
+            ids[row.group].append(row.id)
+            encoded = waiting.encoded[row.index]
+            handed.append(Row(row.id, row.room_id, encoded[1], event.event_type, encoded[3], row.barrier))
+            if row.foreign:
+                foreign.add(row.room_id)
+        if inserted:
+            self._committed = max(self._committed, inserted[-1].id)
+            self._set_depth(self._depth + len(inserted))
+            self.sender.accept(handed, foreign)
+        for w, row_ids in zip(batch, ids, strict=True):
+            if not w.future.done():
+                w.future.set_result(row_ids)
+
+    async def enqueue_in(
+        self, conn: Database | asyncpg.Connection, events: Sequence[OutgoingEvent]
+    ) -> list[Inserted]:
         """Queue `events` inside the caller's transaction on `conn`, so they are stored if and only
         if the caller's own writes are (a feed's items marked seen, say). Call `queued(rows)` once
-        the transaction has committed: only then may the sender see the rows."""
+        the transaction has committed: only then may the sender see the rows. Rows give their id
+        and room as `row["id"]`, `row["room_id"]`."""
         if not events:
             return []
-        return await self._insert(conn, events)
+        mark = causal.current()
+        encoded = self._encoded(events)
+        return await self.store.insert(conn, [(mark.value if mark is not None else self._committed, encoded)])
 
-    def queued(self, rows: Sequence[Any]) -> None:
-        """Rows returned by `enqueue_in` are committed: count them and wake their rooms."""
-        self._depth += len(rows)
-        self.metrics.outbox_depth.set(self._depth)
-        for room_id in {r["room_id"] for r in rows}:
-            self.wake(room_id)
-
-    async def _insert(self, conn: Database | asyncpg.Connection, events: Sequence[OutgoingEvent]) -> list[Any]:
+    def _encoded(self, events: Sequence[OutgoingEvent]) -> list[tuple[str, str, str, str, str | None]]:
         bot = self.gateway.bot_mxid
-        return await conn.fetch(
-            """
-            INSERT INTO outbox (room_id, sender, event_type, content, dedupe_key)
-            SELECT r, s, t, c::jsonb, d
-              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(r, s, t, c, d)
-            ON CONFLICT (room_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-            RETURNING id, room_id
-            """,
-            [e.room_id for e in events],
-            [e.sender or bot for e in events],
-            [e.event_type for e in events],
-            [jsonsafe.dumps_storable(_final_content(e)) for e in events],
-            [e.dedupe_key for e in events],
-        )
+        return [
+            (e.room_id, e.sender or bot, e.event_type, jsonsafe.dumps_storable(_final_content(e)), e.dedupe_key)
+            for e in events
+        ]
+
+    def queued(self, rows: Sequence[Inserted]) -> None:
+        """Rows returned by `enqueue_in` are committed: count them and wake their rooms."""
+        if not rows:
+            return
+        self._committed = max(self._committed, max(r.id for r in rows))
+        self._set_depth(self._depth + len(rows))
+        for room_id in {r.room_id for r in rows}:
+            self.sender.wake(room_id, stale=True)
+
+    # -- waiting for delivery -----------------------------------------------------------------------
 
     async def wait_sent(self, ids: Sequence[int], timeout: float) -> list[str | None]:
         """Wait until the rows are delivered; returns event ids (None for a row that failed
         for good). Raises TimeoutError. Only for callers that promised to answer after sending."""
         loop = asyncio.get_running_loop()
-        futures = []
+        futures: list[asyncio.Future[str | None]] = []
         for row_id in ids:
             fut = self._waiters.get(row_id)
             if fut is None:
                 fut = self._waiters[row_id] = loop.create_future()
+                if row_id in self._recent:
+                    fut.set_result(self._recent[row_id])
             futures.append(fut)
-        # A row may have been delivered before we started waiting.
-        done = await self.db.fetch(
-            "SELECT id, event_id, failed_at FROM outbox WHERE id = ANY($1::bigint[]) "
-            "AND (sent_at IS NOT NULL OR failed_at IS NOT NULL)",
-            list(ids),
-        )
-        for row in done:
-            self._resolve(row["id"], row["event_id"])
         try:
-            # asyncio.wait leaves the futures alone when we time out or are cancelled (a stop):
-            # they are shared with other waiters of the same rows.
-            _, pending = await asyncio.wait(futures, timeout=timeout)
-            if pending:
-                raise TimeoutError
+            async with asyncio.timeout(timeout):
+                while not all(f.done() for f in futures):
+                    # Rows delivered by another process are seen in the database.
+                    pending = [i for i, f in zip(ids, futures, strict=True) if not f.done()]
+                    for row_id, event_id in await self.store.finished(pending):
+                        self._resolve(row_id, event_id)
+                    if waiting := [f for f in futures if not f.done()]:
+                        await asyncio.wait(waiting, timeout=WAIT_POLL_S)
             return [f.result() for f in futures]
         finally:
             for row_id in ids:
@@ -163,170 +243,55 @@ class Outbox:
                 if fut is not None and fut.done():
                     self._waiters.pop(row_id, None)
 
+    def _finished(self, row_id: int, event_id: str | None) -> None:
+        self._set_depth(max(0, self._depth - 1))
+        self._recent[row_id] = event_id
+        if len(self._recent) > RECENTLY_FINISHED:
+            self._recent.popitem(last=False)
+        self._resolve(row_id, event_id)
+
+    def _resolve(self, row_id: int, event_id: str | None) -> None:
+        fut = self._waiters.get(row_id)
+        if fut is not None and not fut.done():
+            fut.set_result(event_id)
+
+    # -- state --------------------------------------------------------------------------------------
+
     @property
     def depth(self) -> int:
+        """Rows accepted and not delivered yet (by any process; refreshed from the database)."""
         return self._depth
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    def _set_depth(self, depth: int) -> None:
+        self._depth = depth
+        self.metrics.outbox_depth.set(depth)
 
-    async def start(self) -> None:
-        self._install_id = str(
-            await self.db.fetchval("SELECT value FROM bridge_meta WHERE key = 'install_id'")
-        )
-        rows = await self.db.fetch(
-            "SELECT room_id, count(*) AS n FROM outbox "
-            "WHERE sent_at IS NULL AND failed_at IS NULL GROUP BY room_id"
-        )
-        self._depth = sum(r["n"] for r in rows)
-        self.metrics.outbox_depth.set(self._depth)
-        self._running = True
-        if self._depth:
-            log.info("Outbox: resuming %d undelivered message(s) in %d room(s)", self._depth, len(rows))
-        for r in rows:
-            self.wake(r["room_id"])
-        self._janitor = asyncio.create_task(self._janitor_loop(), name="outbox-janitor")
-
-    async def stop(self) -> None:
-        self._running = False
-        tasks = list(self._workers.values())
-        if self._janitor:
-            tasks.append(self._janitor)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._workers.clear()
-
-    def wake(self, room_id: str) -> None:
-        if not self._running:
-            return
-        task = self._workers.get(room_id)
-        if task is not None and not task.done():
-            self._rewake.add(room_id)
-            return
-        self._workers[room_id] = asyncio.create_task(self._room_worker(room_id), name=f"outbox:{room_id}")
-
-    # -- delivery ---------------------------------------------------------------------------------
+    @property
+    def joined_cache(self) -> set[tuple[str, str]]:
+        """(room, sender) pairs known to be joined: forget one when it is not anymore."""
+        return self.sender.joined
 
     def _txn_id(self, row_id: int) -> str:
         return f"hookshot_py.{self._install_id}.{row_id}"
 
-    def _resolve(self, row_id: int, event_id: str | None) -> None:
-        fut = self._waiters.pop(row_id, None)
-        if fut is not None and not fut.done():
-            fut.set_result(event_id)
+    # -- lifecycle ----------------------------------------------------------------------------------
 
-    async def _room_worker(self, room_id: str) -> None:
-        try:
-            async with self._slots:
-                while self._running:
-                    self._rewake.discard(room_id)
-                    rows = await self.db.fetch(
-                        "SELECT id, sender, event_type, content, attempts, next_attempt_at, "
-                        "GREATEST(0, EXTRACT(EPOCH FROM (next_attempt_at - now())))::float AS wait_s "
-                        "FROM outbox WHERE room_id = $1 AND sent_at IS NULL AND failed_at IS NULL "
-                        "ORDER BY id LIMIT 100",
-                        room_id,
-                    )
-                    if not rows:
-                        if room_id in self._rewake:
-                            continue
-                        return
-                    for row in rows:
-                        if not self._running:
-                            return
-                        if row["wait_s"]:
-                            await asyncio.sleep(row["wait_s"])
-                        await self._deliver(room_id, row)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("Outbox worker for %s crashed; retrying in 5 s", room_id)
-            await asyncio.sleep(5)
-            self._workers.pop(room_id, None)
-            self.wake(room_id)
-            return
-        finally:
-            if self._workers.get(room_id) is asyncio.current_task():
-                del self._workers[room_id]
-        if room_id in self._rewake:
-            self.wake(room_id)
+    async def start(self) -> None:
+        self._install_id = str(await self.db.fetchval("SELECT value FROM bridge_meta WHERE key = 'install_id'"))
+        if self._own_cluster:
+            await self.cluster.start()
+        depth = await self.store.depth()
+        self._set_depth(depth)
+        if depth:
+            log.info("Outbox: resuming %d undelivered message(s)", depth)
+        await self.sender.start()
+        self._janitor.start()
 
-    async def _deliver(self, room_id: str, row: Any) -> None:
-        """Send one row, retrying transient failures until it is sent or fails for good."""
-        attempts = row["attempts"]
-        sender = row["sender"]
-        recheck = False
-        while self._running:
-            attempts += 1
-            try:
-                if (room_id, sender) not in self.joined_cache:
-                    await self.profiles.ensure_applied(sender)
-                    await self.gateway.ensure_joined(room_id, sender, recheck=recheck)
-                    self.joined_cache.add((room_id, sender))
-                event_type, content = row["event_type"], row["content"]
-                if self.sealer is not None:
-                    event_type, content = await self.sealer.seal(room_id, event_type, content)
-                event_id = await self.gateway.send_event(room_id, sender, event_type, content, self._txn_id(row["id"]))
-            except SendError as e:
-                if e.errcode == "M_FORBIDDEN":
-                    # Maybe we were kicked or never joined: forget what we knew and join again.
-                    self.joined_cache.discard((room_id, sender))
-                    recheck = True
-                if e.permanent or (e.errcode == "M_FORBIDDEN" and attempts >= 5):
-                    await self._fail(row["id"], attempts, str(e))
-                    return
-                delay = e.retry_after_ms / 1000 if e.retry_after_ms is not None else backoff_seconds(attempts)
-                await self._retry_later(row["id"], attempts, str(e), delay)
-                await asyncio.sleep(delay)
-                continue
-            except Exception as e:  # joining or encrypting failed (homeserver down, no invite...)
-                delay = backoff_seconds(attempts)
-                await self._retry_later(row["id"], attempts, f"{type(e).__name__}: {e}", delay)
-                await asyncio.sleep(delay)
-                continue
-            await self.db.execute(
-                "UPDATE outbox SET sent_at = now(), event_id = $2, attempts = $3 WHERE id = $1",
-                row["id"], event_id, attempts,
-            )
-            self._done(row["id"], event_id, ok=True)
-            return
-
-    async def _retry_later(self, row_id: int, attempts: int, error: str, delay: float) -> None:
-        self.metrics.outbox_send_failures.labels(kind="transient").inc()
-        log.warning("Outbox: send of #%d failed (attempt %d), retrying in %.1fs: %s", row_id, attempts, delay, error)
-        await self.db.execute(
-            "UPDATE outbox SET attempts = $2, last_error = $3, "
-            "next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
-            row_id, attempts, error, delay,
-        )
-
-    async def _fail(self, row_id: int, attempts: int, error: str) -> None:
-        self.metrics.outbox_send_failures.labels(kind="permanent").inc()
-        log.error("Outbox: giving up on #%d after %d attempt(s): %s", row_id, attempts, error)
-        await self.db.execute(
-            "UPDATE outbox SET failed_at = now(), attempts = $2, last_error = $3 WHERE id = $1",
-            row_id, attempts, error,
-        )
-        self._done(row_id, None, ok=False)
-
-    def _done(self, row_id: int, event_id: str | None, *, ok: bool) -> None:
-        self._depth = max(0, self._depth - 1)
-        self.metrics.outbox_depth.set(self._depth)
-        if ok:
-            self.metrics.outbox_sent.inc()
-        self._resolve(row_id, event_id)
-
-    async def _janitor_loop(self) -> None:
-        """Forget delivered rows after a while (dedupe keys are remembered as long)."""
-        while True:
-            try:
-                deleted = await self.db.execute(
-                    f"DELETE FROM outbox WHERE sent_at < now() - interval '{SENT_RETENTION}'"
-                )
-                await self.db.execute(
-                    f"DELETE FROM appservice_txns WHERE processed_at < now() - interval '{SENT_RETENTION}'"
-                )
-                log.debug("Outbox janitor: %s", deleted)
-            except Exception:
-                log.exception("Outbox janitor failed")
-            await asyncio.sleep(3600)
+    async def stop(self) -> None:
+        await self._janitor.stop()
+        if self._flushers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*self._flushers, return_exceptions=True), 5)
+        await self.sender.stop()
+        if self._own_cluster:
+            await self.cluster.stop()

@@ -109,6 +109,17 @@ def test_url_must_reach_bridge_port_where_that_can_be_told(
     assert warnings == ([warning] if warning else [])
 
 
+def test_a_local_load_balancer_is_fine_with_a_shared_database() -> None:
+    """Several processes (each its own bridge.port) behind a balancer on this machine."""
+    cfg = config(database={"url": "postgresql://hookshot:pw@db/hookshot"})
+    errors, warnings = check(cfg, registration_for(cfg, url="http://127.0.0.1:9000"))
+    assert errors == []
+    assert warnings == [
+        "url: http://127.0.0.1:9000 points at port 9000, but the bridge listens on bridge.port 9993 (fine if a "
+        "load balancer in front of several bridge processes forwards it, docs/scale-out.md)"
+    ]
+
+
 def test_weak_or_equal_tokens_are_warned_about() -> None:
     cfg = config()
     errors, warnings = check(cfg, registration_for(cfg, as_token="aaaaaaaaaa", hs_token="aaaaaaaaaa"))

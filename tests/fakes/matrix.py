@@ -604,7 +604,12 @@ class FakeMatrixGateway:
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send_event(self, room_id: str, sender: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
+    async def send_event(
+        self, room_id: str, sender: str, event_type: str, content: dict[str, Any] | bytes, txn_id: str,
+        *, timeout: float = 60.0,
+    ) -> str:
+        if isinstance(content, bytes):  # the outbox sends the stored JSON as it is
+            content = json.loads(content)
         self._call("send_event", room_id, sender, event_type, content, txn_id, room_id=room_id)
         key = (sender, room_id, event_type, txn_id)
         if key in self.hs.txns:
@@ -623,3 +628,13 @@ class FakeMatrixGateway:
         self.hs.txns[key] = event["event_id"]
         self.hs.sent.append(copy.deepcopy(event))
         return str(event["event_id"])
+
+    async def find_markers(
+        self, room_id: str, key: str, wanted: set[str], oldest_ts: float, *, max_pages: int = 20
+    ) -> dict[str, str]:
+        self._call("find_markers", room_id, key, wanted, room_id=room_id)
+        return {e["content"][key]: e["event_id"] for e in self.hs.sent
+                if e.get("room_id") == room_id and e.get("content", {}).get(key) in wanted}
+
+    async def close(self) -> None:
+        return None

@@ -3,12 +3,16 @@ hostile bodies refused with 4xx — against a real Postgres, no homeserver."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import json
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from hookshot_py.db.database import Database
 from hookshot_py.matrix.appservice import HookshotAppService
 
 HS_TOKEN = "hs-secret"
@@ -130,3 +134,58 @@ async def test_the_ping_route_reads_its_body_like_the_transaction_route(client):
 async def test_a_nul_in_the_url_is_refused(client):
     resp = await client.get("/_matrix/app/v1/users/%40a%00b%3Atest", headers={"Authorization": f"Bearer {HS_TOKEN}"})
     assert resp.status == 400 and (await resp.json())["errcode"] == "HS_BAD_VALUE"
+@contextlib.asynccontextmanager
+async def _process(db, process_id: str, handler):  # type: ignore[no-untyped-def]
+    """A bridge process of its own: its connections carry its id (how others see it alive)."""
+    own = Database(db.dsn)
+    await own.start(migrate=False, application_name=f"hookshot_py {process_id}")
+    appservice = HookshotAppService(
+        db=own, process_id=process_id, server="http://127.0.0.1:1", domain="test", as_token="as", hs_token=HS_TOKEN,
+        bot_localpart="bot", id="test",
+    )
+    appservice.on_event = handler
+    client = TestClient(TestServer(appservice.app))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+        await own.stop()
+
+
+async def test_a_transaction_retried_to_another_process_is_handled_once(db):
+    """Process A is still handling transaction 5 when the homeserver's retry reaches process B:
+    B waits for A, then acknowledges without handling anything itself."""
+    release = asyncio.Event()
+    a_seen: list[str] = []
+    b_seen = Recorder()
+
+    async def slow(event: dict[str, Any]) -> None:
+        await release.wait()
+        a_seen.append(event["event_id"])
+
+    async with _process(db, "host:1:a", slow) as a, _process(db, "host:2:b", b_seen) as b:
+        body = {"events": [_event("$once")]}
+        first = asyncio.create_task(_put(a, "5", body))
+        await asyncio.sleep(0.3)
+        retry = asyncio.create_task(_put(b, "5", body))
+        await asyncio.sleep(0.5)
+        assert not retry.done(), "B must wait while A handles the transaction"
+        release.set()
+        assert (await first)[0] == 200 and (await retry)[0] == 200
+        assert a_seen == ["$once"] and b_seen.seen == []
+
+
+async def test_a_transaction_whose_claimer_died_is_handled_by_another(db):
+    """The claim is fresh, but its owner has no connection to Postgres left: it died."""
+    raw = json.dumps({"events": [_event("$orphan")]}).encode()
+    await db.execute(
+        "INSERT INTO appservice_txns (txn_id, digest, owner, claimed_until, processed_at) "
+        "VALUES ('6', $1, 'host:9:dead', now() + interval '1 minute', NULL)",
+        hashlib.sha256(raw).digest(),
+    )
+    recorder = Recorder()
+    async with _process(db, "host:2:b", recorder) as b:
+        assert (await _put(b, "6", raw))[0] == 200
+        assert recorder.seen == ["$orphan"]
+        assert await db.fetchval("SELECT owner FROM appservice_txns WHERE txn_id = '6'") == "host:2:b"

@@ -1,13 +1,18 @@
-"""The outbox's retry rules, against a real Postgres and a scripted gateway (no HTTP)."""
+"""The outbox against a real Postgres and a scripted gateway (no HTTP): retry rules, causal order,
+the per-room window, group commit, and exactly once when the homeserver may have forgotten."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
+import pytest
 
+from hookshot_py.matrix import outbox_sender
 from hookshot_py.matrix.gateway import SendError
-from hookshot_py.matrix.outbox import Outbox, OutgoingEvent, backoff_seconds
+from hookshot_py.matrix.outbox import MARKER, Outbox, OutgoingEvent, SenderSettings, backoff_seconds
 from hookshot_py.metrics import Metrics
 
 BOT = "@bot:test"
@@ -15,23 +20,63 @@ BOT = "@bot:test"
 
 @dataclass
 class ScriptedGateway:
-    """Answers sends from a script of errors, then succeeds; records what was sent."""
+    """Answers sends from a script of errors, then succeeds; records what was sent, what was in
+    flight at once, and a room history the outbox can search for its markers."""
 
     script: dict[str, list[SendError]] = field(default_factory=dict)
     sent: list[tuple[str, str, str]] = field(default_factory=list)
     txn_ids: list[str] = field(default_factory=list)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     bot_mxid: str = BOT
+    # Sends wait until this many are in flight (or `hold_s` passed): shows what may overlap.
+    gather: int = 0
+    hold_s: float = 0.0
+    in_flight: dict[str, int] = field(default_factory=dict)
+    max_in_flight: dict[str, int] = field(default_factory=dict)
+    # Bodies that reach the room although the answer is lost (the homeserver stored, then died).
+    store_then_fail: set[str] = field(default_factory=set)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def ensure_joined(self, room_id: str, user_id: str | None = None, *, recheck: bool = False) -> None:
         return None
 
-    async def send_event(self, room_id, sender, event_type, content, txn_id) -> str:  # type: ignore[no-untyped-def]
+    async def send_event(self, room_id, sender, event_type, content, txn_id, *, timeout=None) -> str:  # type: ignore[no-untyped-def]
         self.txn_ids.append(txn_id)
-        errors = self.script.get(content["body"], [])
+        if isinstance(content, bytes):
+            content = json.loads(content)
+        body = content["body"]
+        self.in_flight[room_id] = self.in_flight.get(room_id, 0) + 1
+        self.max_in_flight[room_id] = max(self.max_in_flight.get(room_id, 0), self.in_flight[room_id])
+        try:
+            if self.gather:
+                if self.in_flight[room_id] >= self.gather:
+                    self._released.set()
+                try:
+                    await asyncio.wait_for(self._released.wait(), 2.0)
+                except TimeoutError:
+                    pass
+            if self.hold_s:
+                await asyncio.sleep(self.hold_s)
+        finally:
+            self.in_flight[room_id] -= 1
+        errors = self.script.get(body, [])
         if errors:
             raise errors.pop(0)
-        self.sent.append((room_id, sender, content["body"]))
-        return f"$event{len(self.sent)}"
+        event_id = f"$event{len(self.txn_ids)}"
+        self.history.setdefault(room_id, []).append(
+            {"event_id": event_id, "content": content, "origin_server_ts": 10**13}
+        )
+        if body in self.store_then_fail:
+            self.store_then_fail.discard(body)
+            raise SendError("ServerDisconnectedError: the homeserver went away")
+        self.sent.append((room_id, sender, body))
+        return event_id
+
+    async def find_markers(self, room_id, key, wanted, oldest_ts, *, max_pages=20):  # type: ignore[no-untyped-def]
+        return {e["content"][key]: e["event_id"] for e in self.history.get(room_id, []) if e["content"].get(key) in wanted}
+
+    def bodies(self, room_id: str) -> list[str]:
+        return [b for r, _, b in self.sent if r == room_id]
 
 
 class NoProfiles:
@@ -39,9 +84,10 @@ class NoProfiles:
         return None
 
 
-async def _outbox(db, gateway) -> Outbox:
-    outbox = Outbox(db, gateway, NoProfiles(), Metrics())  # type: ignore[arg-type]
-    await outbox.start()
+async def _outbox(db, gateway, window: int = 16, start: bool = True) -> Outbox:  # type: ignore[no-untyped-def]
+    outbox = Outbox(db, gateway, NoProfiles(), Metrics(), settings=SenderSettings(window=window))  # type: ignore[arg-type]
+    if start:
+        await outbox.start()
     return outbox
 
 
@@ -49,7 +95,13 @@ def _msg(room: str, body: str, **kw) -> OutgoingEvent:  # type: ignore[no-untype
     return OutgoingEvent(room, {"msgtype": "m.notice", "body": body}, **kw)
 
 
-async def test_429_waits_retry_after_and_keeps_room_order(db):
+async def _request(outbox: Outbox, events: list[OutgoingEvent]) -> list[int]:
+    """What a listener does for one request: mark its start, then queue."""
+    outbox.begin_request()
+    return await outbox.enqueue(events)
+
+
+async def test_429_waits_retry_after_and_keeps_the_order_of_one_call(db):
     gw = ScriptedGateway(script={"b": [SendError("429", status=429, retry_after_ms=300)]})
     outbox = await _outbox(db, gw)
     ids = await outbox.enqueue([_msg("!r", "a"), _msg("!r", "b"), _msg("!r", "c"), _msg("!other", "x")])
@@ -57,13 +109,13 @@ async def test_429_waits_retry_after_and_keeps_room_order(db):
     start = loop.time()
     results = await outbox.wait_sent(ids, timeout=10)
     assert all(r and r.startswith("$") for r in results)
-    assert [b for r, _, b in gw.sent if r == "!r"] == ["a", "b", "c"]
+    assert gw.bodies("!r") == ["a", "b", "c"]
     assert loop.time() - start >= 0.3
     # five attempts in all, four distinct txn ids: the retry of "b" reused its id
     assert len(gw.txn_ids) == 5 and len(set(gw.txn_ids)) == 4
-    row = await db.fetchrow("SELECT attempts, last_error FROM outbox WHERE id = $1", ids[1])
-    assert row["attempts"] == 2 and "429" in row["last_error"]
     await outbox.stop()
+    row = await db.fetchrow("SELECT attempts, last_error, sent_at IS NOT NULL AS sent FROM outbox WHERE id = $1", ids[1])
+    assert row["attempts"] == 2 and "429" in row["last_error"] and row["sent"]
 
 
 async def test_permanent_error_is_given_up_and_the_room_moves_on(db):
@@ -90,11 +142,114 @@ async def test_dedupe_key_queues_once_per_room(db):
 
 async def test_rows_queued_while_stopped_are_sent_after_start(db):
     gw = ScriptedGateway()
-    stopped = Outbox(db, gw, NoProfiles(), Metrics())  # type: ignore[arg-type]
+    stopped = await _outbox(db, gw, start=False)
     ids = await stopped.enqueue([_msg("!r", "queued before start")])
     outbox = await _outbox(db, gw)
     await outbox.wait_sent(ids, timeout=10)
     assert gw.sent == [("!r", BOT, "queued before start")]
+    await outbox.stop()
+
+
+async def test_sequential_requests_keep_their_order_one_at_a_time(db):
+    """Each request starts after the previous one was answered: each row waits for the one before,
+    though the window would allow 16 in flight and a slow homeserver backs them up."""
+    gw = ScriptedGateway(hold_s=0.01, script={"seq 05": [SendError("502", status=502)]})
+    outbox = await _outbox(db, gw)
+    ids = [i for n in range(20) for i in await _request(outbox, [_msg("!r", f"seq {n:02d}")])]
+    await outbox.wait_sent(ids, timeout=20)
+    assert gw.bodies("!r") == [f"seq {n:02d}" for n in range(20)]
+    assert gw.max_in_flight["!r"] == 1
+    await outbox.stop()
+
+
+async def test_overlapping_requests_go_out_together_within_the_window(db):
+    gw = ScriptedGateway(gather=4)
+    outbox = await _outbox(db, gw, window=4)
+    results = await asyncio.gather(*(_request(outbox, [_msg("!r", f"burst {n:02d}")]) for n in range(24)))
+    ids = [i for r in results for i in r]
+    await outbox.wait_sent(ids, timeout=20)
+    assert sorted(gw.bodies("!r")) == [f"burst {n:02d}" for n in range(24)]  # all, once
+    assert gw.max_in_flight["!r"] == 4  # the window, and no more
+    await outbox.stop()
+
+
+async def test_a_request_after_an_answer_waits_even_behind_a_retry(db):
+    """A's row is retried after a 429; B started after A was answered, so B waits for it; C
+    overlapped A, so it need not."""
+    gw = ScriptedGateway(script={"A": [SendError("429", status=429, retry_after_ms=400)]})
+    outbox = await _outbox(db, gw)
+    outbox.begin_request()
+    c_started = asyncio.get_running_loop().create_future()
+
+    async def request_c() -> list[int]:
+        outbox.begin_request()  # C's request starts before A is answered
+        c_started.set_result(None)
+        await asyncio.sleep(0.05)
+        return await outbox.enqueue([_msg("!r", "C")])
+
+    c_task = asyncio.create_task(request_c())
+    await c_started
+    a = await outbox.enqueue([_msg("!r", "A")])
+    b = await _request(outbox, [_msg("!r", "B")])
+    c = await c_task
+    await outbox.wait_sent(a + b + c, timeout=10)
+    order = gw.bodies("!r")
+    assert order.index("A") < order.index("B")
+    assert order.index("C") < order.index("A")  # C went while A waited out its 429
+    await outbox.stop()
+
+
+async def test_concurrent_enqueues_share_one_commit(db):
+    gw = ScriptedGateway()
+    outbox = await _outbox(db, gw)
+    inserts = 0
+    insert = outbox.store.insert
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal inserts
+        inserts += 1
+        return await insert(*args, **kwargs)
+
+    outbox.store.insert = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(*(_request(outbox, [_msg("!r", f"g {n}"), _msg("!s", f"g {n}")]) for n in range(50)))
+    assert inserts == 1
+    assert all(len(r) == 2 for r in results) and len({i for r in results for i in r}) == 100
+    stored = await db.fetch("SELECT id, room_id, content->>'body' AS body FROM outbox ORDER BY id")
+    by_id = {r["id"]: (r["room_id"], r["body"]) for r in stored}
+    for n, (first, second) in enumerate(results):
+        assert by_id[first] == ("!r", f"g {n}") and by_id[second] == ("!s", f"g {n}")
+    await outbox.wait_sent([i for r in results for i in r], timeout=10)
+    await outbox.stop()
+
+
+async def test_a_row_that_reached_the_homeserver_before_a_crash_is_not_sent_again(db):
+    """The process delivering the room died after the homeserver stored #1 and before it recorded
+    that; the homeserver restarted since (its transaction ids are forgotten). The successor finds
+    #1's marker in the room and sends only #2."""
+    gw = ScriptedGateway()
+    stopped = await _outbox(db, gw, start=False)
+    ids = await stopped.enqueue([_msg("!r", "one"), _msg("!r", "two")])
+    await db.execute("INSERT INTO outbox_rooms (room_id, holder) VALUES ('!r', 'gone:1:dead')")
+    install = await db.fetchval("SELECT value FROM bridge_meta WHERE key = 'install_id'")
+    marker = f"hookshot_py.{install}.{ids[0]}"
+    gw.history["!r"] = [{"event_id": "$before-crash", "content": {"body": "one", MARKER: marker}, "origin_server_ts": 1}]
+    outbox = await _outbox(db, gw)
+    results = await outbox.wait_sent(ids, timeout=10)
+    assert results == ["$before-crash", results[1]] and results[1] != "$before-crash"
+    assert gw.bodies("!r") == ["two"]
+    await outbox.stop()
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+    assert await db.fetchval("SELECT count(*) FROM outbox_rooms") == 0
+
+
+async def test_a_send_whose_answer_was_lost_is_looked_up_before_it_is_retried(db):
+    gw = ScriptedGateway(store_then_fail={"lost answer"})
+    outbox = await _outbox(db, gw)
+    ids = await outbox.enqueue([_msg("!r", "lost answer"), _msg("!r", "next")])
+    results = await outbox.wait_sent(ids, timeout=15)
+    assert all(results)
+    assert [e["content"]["body"] for e in gw.history["!r"]] == ["lost answer", "next"]  # once each
+    assert gw.bodies("!r") == ["next"]
     await outbox.stop()
 
 
@@ -104,9 +259,36 @@ def test_backoff_grows_and_is_capped():
     assert backoff_seconds(50) <= 360
 
 
+async def test_clients_sending_one_after_the_other_keep_their_order_through_a_backlog(db, monkeypatch):
+    """Eight clients, each posting its next message once the previous one was answered, into one
+    room with a slow homeserver and slow reads of the queue: a backlog beyond what the sender
+    reads at once (made small here), commits racing with reads. Each client's messages arrive
+    in its order."""
+    monkeypatch.setattr(outbox_sender, "LOAD_LIMIT", 8)
+    gw = ScriptedGateway(hold_s=0.005)
+    outbox = await _outbox(db, gw, window=4)
+    head = outbox.store.head
+
+    async def slow_head(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rows = await head(*args, **kwargs)
+        await asyncio.sleep(0.005)  # rows committed meanwhile are not in what this read returns
+        return rows
+
+    outbox.store.head = slow_head  # type: ignore[method-assign]
+
+    async def client(c: int) -> list[int]:
+        return [i for n in range(60) for i in await _request(outbox, [_msg("!r", f"c{c} {n:02d}")])]
+
+    ids = [i for r in await asyncio.gather(*(client(c) for c in range(8))) for i in r]
+    await outbox.wait_sent(ids, timeout=60)
+    for c in range(8):
+        assert [b for b in gw.bodies("!r") if b.startswith(f"c{c} ")] == [f"c{c} {n:02d}" for n in range(60)]
+    await outbox.stop()
+
+
 async def test_every_message_carries_explicit_mentions_and_other_events_are_untouched(db):
     gw = ScriptedGateway()
-    stopped = Outbox(db, gw, NoProfiles(), Metrics())  # type: ignore[arg-type]
+    stopped = await _outbox(db, gw, start=False)
     asked = {"user_ids": ["@alice:test", "not a user", "@alice:test"], "room": True}
     ids = await stopped.enqueue(
         [
@@ -140,6 +322,8 @@ class CountingSealer:
 
 
 async def test_rows_are_sealed_at_send_time_each_attempt_with_the_rows_txn_id(db):
+    """A 502 on "b" leaves its fate unknown: the room is searched for its marker, then it is sealed
+    and sent again with the same transaction id; the marker rides on the encrypted envelope."""
     gw = ScriptedGateway(script={"b": [SendError("502", status=502)]})
     sealer = CountingSealer(fail=1)
     outbox = Outbox(db, gw, NoProfiles(), Metrics(), sealer=sealer)  # type: ignore[arg-type]
@@ -149,9 +333,10 @@ async def test_rows_are_sealed_at_send_time_each_attempt_with_the_rows_txn_id(db
     assert [r["body"] for r in await db.fetch("SELECT content->>'body' AS body FROM outbox ORDER BY id")] == ["a", "b", "p"]
     await outbox.start()
     assert all(await outbox.wait_sent(ids, timeout=20))
-    assert [b for r, _, b in gw.sent if r == "!enc"] == ["a", "b"]
+    assert gw.bodies("!enc") == ["a", "b"]
     # One failed seal, "b" sealed twice (its send failed once): every attempt re-encrypts, same txn id.
     assert sealer.calls == 5
     assert len(gw.txn_ids) == 4 and len(set(gw.txn_ids)) == 3
+    assert all(MARKER in e["content"] for e in gw.history["!enc"])
     assert await db.fetchval("SELECT content->>'body' FROM outbox WHERE id = $1", ids[1]) == "b"
     await outbox.stop()
