@@ -93,10 +93,12 @@ def head_revisions() -> set[str]:
 
 
 async def schema_is_current(dsn: str) -> bool:
-    conn = await asyncpg.connect(dsn)
+    """Whether the schema is at the newest revision shipped. A version table locked by a migration
+    in progress elsewhere counts as "not current": the caller then queues behind it."""
+    conn = await asyncpg.connect(dsn, server_settings={"lock_timeout": "2s"})
     try:
         rows = await conn.fetch("SELECT version_num FROM alembic_version")
-    except asyncpg.UndefinedTableError:
+    except (asyncpg.UndefinedTableError, asyncpg.LockNotAvailableError):
         return False
     finally:
         await conn.close()

@@ -329,16 +329,34 @@ class GenericHookType(ConnectionType[HookConfig]):
         if conn.id in self._hook_ids:
             self._index(conn, self._hook_ids[conn.id])
             return
+        hook_id = await self._stored_id(conn)
+        if hook_id is None:
+            hook_id = await self._claim(conn, await self._from_account_data(conn))
+        await self._store(conn, hook_id)
+
+    async def _stored_id(self, conn: Connection) -> str | None:
         hook_id = await self.db.fetchval(
             "SELECT hook_id FROM generic_hooks WHERE room_id = $1 AND state_key = $2",
             conn.room_id, conn.state_key,
         )
-        if hook_id is None:
-            hook_id = await self._from_account_data(conn)
-        if hook_id is None:
-            hook_id = str(uuid.uuid4())
-            log.info("Webhook %s in %s had no id yet; generated one", conn.state_key, conn.room_id)
-        await self._store(conn, str(hook_id))
+        return None if hook_id is None else str(hook_id)
+
+    async def _claim(self, conn: Connection, candidate: str | None) -> str:
+        """The webhook's id, stored if nobody has yet. Another process loading the same room at the
+        same moment may store first: its id wins, so every process answers on the same URL."""
+        for _ in range(3):
+            if candidate is None:
+                candidate = str(uuid.uuid4())
+                log.info("Webhook %s in %s had no id yet; generated one", conn.state_key, conn.room_id)
+            await self.db.execute(
+                "INSERT INTO generic_hooks (hook_id, room_id, state_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                candidate, conn.room_id, conn.state_key,
+            )
+            stored = await self._stored_id(conn)
+            if stored is not None:
+                return stored
+            candidate = None  # the id belongs to another webhook (stale account data): make a new one
+        raise RuntimeError(f"could not store an id for webhook {conn.state_key} in {conn.room_id}")
 
     async def on_unloaded(self, conn: Connection) -> None:
         self._checked_scripts.pop(conn.id, None)
