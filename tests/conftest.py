@@ -20,9 +20,10 @@ from support.fixtures import (  # noqa: F401
 )
 
 
-# Whole files that run the bridge (or its image build) as real processes end to end, though
-# without Synapse: they belong with the end-to-end tests, not the fast unit run.
-PROCESS_TESTS = ("tests/deploy/", "tests/test_lifecycle.py")
+# Whole files that run the bridge, its command line (a fresh interpreter per test) or its image
+# build as real processes, though without Synapse: they belong with the end-to-end tests, not the
+# fast unit run.
+PROCESS_TESTS = ("tests/deploy/", "tests/test_lifecycle.py", "tests/test_cli.py")
 
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]

@@ -92,6 +92,11 @@ def head_revisions() -> set[str]:
     return revisions - parents
 
 
+# A server that accepts a connection but never answers it (shutting down, overloaded) fails the
+# caller within this many seconds rather than asyncpg's default of 60.
+CONNECT_TIMEOUT_S = 10.0
+
+
 async def schema_is_current(dsn: str) -> bool:
     """Whether the schema is at the newest revision shipped. A version table locked by a migration
     in progress elsewhere counts as "not current": the caller then queues behind it."""
@@ -158,7 +163,7 @@ class Database:
                         await migrate_in_child(self.dsn)
         self._pool = await asyncpg.create_pool(
             self.dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session,
-            server_settings={"application_name": application_name},
+            server_settings={"application_name": application_name}, timeout=CONNECT_TIMEOUT_S,
         )
 
     async def stop(self, timeout: float = 2.0) -> None:

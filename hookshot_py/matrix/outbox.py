@@ -109,6 +109,9 @@ class Outbox:
         self._committed = 0  # the highest outbox id this process has committed
         self._queue: list[_Waiting] = []
         self._flushers: set[asyncio.Task[None]] = set()
+        # Flushers still inside their loop. Counted by the flusher itself as it leaves, not by a done
+        # callback: a request queued in the same loop step as the last flusher left must start one.
+        self._flushing = 0
         self._waiters: dict[int, asyncio.Future[str | None]] = {}
         self._recent: OrderedDict[int, str | None] = OrderedDict()
         self._depth = 0
@@ -130,7 +133,8 @@ class Outbox:
         mark = causal.current()
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(mark.value if mark is not None else self._committed, events, encoded, future))
-        if len(self._flushers) < CONCURRENT_COMMITS and len(self._queue) == 1:
+        if self._flushing < CONCURRENT_COMMITS and (len(self._queue) == 1 or not self._flushing):
+            self._flushing += 1
             task = asyncio.create_task(self._flush(), name="outbox-commit")
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
@@ -141,6 +145,12 @@ class Outbox:
 
     async def _flush(self) -> None:
         """Group commit: everything queued while the previous INSERT ran goes in the next one."""
+        try:
+            await self._flush_queue()
+        finally:
+            self._flushing -= 1
+
+    async def _flush_queue(self) -> None:
         while self._queue:
             batch: list[_Waiting] = []
             rows = 0

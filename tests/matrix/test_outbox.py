@@ -12,7 +12,7 @@ import pytest
 
 from hookshot_py.matrix import outbox_sender
 from hookshot_py.matrix.gateway import SendError
-from hookshot_py.matrix.outbox import MARKER, Outbox, OutgoingEvent, SenderSettings, backoff_seconds
+from hookshot_py.matrix.outbox import CONCURRENT_COMMITS, MARKER, Outbox, OutgoingEvent, SenderSettings, backoff_seconds
 from hookshot_py.metrics import Metrics
 
 BOT = "@bot:test"
@@ -222,6 +222,42 @@ async def test_concurrent_enqueues_share_one_commit(db):
     await outbox.stop()
 
 
+async def test_a_request_queued_as_every_commit_fails_at_once_is_still_committed(db):
+    """Every commit in flight fails in the same loop step (the database went away) and a request
+    arrives in that very step: it must start a commit of its own, not wait for ever."""
+    outbox = await _outbox(db, ScriptedGateway())
+    insert = outbox.store.insert
+    gate = asyncio.Event()
+    failing = True
+
+    async def gated(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if failing:
+            await gate.wait()
+            raise ConnectionError("the database went away")
+        return await insert(*args, **kwargs)
+
+    outbox.store.insert = gated  # type: ignore[method-assign]
+    doomed = []
+    for n in range(CONCURRENT_COMMITS):  # one commit each: every earlier one is already inserting
+        doomed.append(asyncio.create_task(_request(outbox, [_msg("!r", f"doomed {n}")])))
+        await asyncio.sleep(0)
+
+    async def right_after_the_failures() -> list[int]:
+        nonlocal failing
+        await gate.wait()  # woken after the commits, in the same loop step
+        failing = False
+        return await _request(outbox, [_msg("!r", "survivor")])
+
+    survivor = asyncio.create_task(right_after_the_failures())
+    await asyncio.sleep(0)
+    gate.set()
+    assert len(await asyncio.wait_for(survivor, 5)) == 1
+    for task in doomed:
+        with pytest.raises(ConnectionError):
+            await task
+    await outbox.stop()
+
+
 async def test_a_row_that_reached_the_homeserver_before_a_crash_is_not_sent_again(db):
     """The process delivering the room died after the homeserver stored #1 and before it recorded
     that; the homeserver restarted since (its transaction ids are forgotten). The successor finds
@@ -277,12 +313,12 @@ async def test_clients_sending_one_after_the_other_keep_their_order_through_a_ba
     outbox.store.head = slow_head  # type: ignore[method-assign]
 
     async def client(c: int) -> list[int]:
-        return [i for n in range(60) for i in await _request(outbox, [_msg("!r", f"c{c} {n:02d}")])]
+        return [i for n in range(30) for i in await _request(outbox, [_msg("!r", f"c{c} {n:02d}")])]
 
     ids = [i for r in await asyncio.gather(*(client(c) for c in range(8))) for i in r]
     await outbox.wait_sent(ids, timeout=60)
     for c in range(8):
-        assert [b for b in gw.bodies("!r") if b.startswith(f"c{c} ")] == [f"c{c} {n:02d}" for n in range(60)]
+        assert [b for b in gw.bodies("!r") if b.startswith(f"c{c} ")] == [f"c{c} {n:02d}" for n in range(30)]
     await outbox.stop()
 
 

