@@ -5,8 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --test
+# A unit-only run (-m "not e2e") is spread over the machine's cores, unless -n is given; the
+# end-to-end tests share one Synapse and run in one process.
+args=("$@")
+unit_only=0 workers_given=0
+for a in "$@"; do
+  [ "$a" = "not e2e" ] && unit_only=1
+  case "$a" in -n|-n*|--numprocesses*|-pno:xdist) workers_given=1 ;; esac
+done
+if [ $unit_only = 1 ] && [ $workers_given = 0 ]; then
+  args=(-n auto "${args[@]}")
+fi
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "${args[@]}"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then
