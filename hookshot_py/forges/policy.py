@@ -27,7 +27,8 @@ import logging
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -280,9 +281,12 @@ class ProjectHooks(Generic[RefT]):
         self.sync = HookSync(store, self.converge, clock=clock)
         self._locks: dict[HookKey, asyncio.Lock] = {}
 
-    def lock(self, key: HookKey) -> asyncio.Lock:
-        """Serialises changes to one project's hook (several rooms may change it at once)."""
-        return self._locks.setdefault(key, asyncio.Lock())
+    @asynccontextmanager
+    async def lock(self, key: HookKey) -> AsyncIterator[None]:
+        """Serialises changes to one project's hook: several rooms, and several bridge processes,
+        may change it at once. Inside, `store.get(key)` is the row as Postgres has it."""
+        async with self._locks.setdefault(key, asyncio.Lock()), self.store.exclusive(key):
+            yield
 
     def row(self, ref: RefT) -> HookRow | None:
         return self.store.get(self.forge.key(ref))

@@ -10,6 +10,11 @@ of `forges.sync.HookSync`.
 Rows are cached in memory (every delivery needs a secret) and backed up, encrypted, in the bot's
 account data, so that a wiped database gets its forge secrets back at the next start instead of
 refusing every delivery. The database stays the primary copy.
+
+With several bridge processes (docs/scale-out.md), every write is announced on `CHANNEL` and the
+other processes re-read that row, so a hook registered through one process is verified by all;
+a change to a project's hook is made under a lock shared by the processes (`exclusive`), on the
+row as Postgres has it, so two processes never give one hook two secrets.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import base64
 import dataclasses
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from hookshot_py.db.cluster import Cluster
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.tokens import SecretBox
@@ -32,6 +40,9 @@ __all__ = ["BACKUP_TYPE", "HookKey", "HookRow", "WebhookStore"]
 log = logging.getLogger(__name__)
 
 BACKUP_TYPE = "io.github.hookshot_py.forge_webhooks"
+CHANNEL = "hookshot_forge_webhooks"  # payload: origin TAB service TAB instance TAB project
+LOCK_WAIT_S = 0.05
+LOCK_TIMEOUT_S = 120.0  # longer than any forge call made under the lock
 _COLUMNS = (
     "instance, project, name, hook_id, secret_ciphertext, events, wanted, url, data, registered_by, "
     "needs_sync, sync_attempts, next_sync_at, last_error"
@@ -96,6 +107,73 @@ class WebhookStore:
         self.gateway = gateway
         self._rows: dict[HookKey, HookRow] = {}
         self._backup_lock = asyncio.Lock()
+        self._cluster: Cluster | None = None
+        self._refreshes: set[asyncio.Task[None]] = set()
+
+    # -- the other processes -----------------------------------------------------------------------
+
+    def attach(self, cluster: Cluster) -> None:
+        """Follow what the other processes on the database write (and re-read everything after
+        the link to Postgres was lost, as notifications may have been missed)."""
+        self._cluster = cluster
+        cluster.subscribe(CHANNEL, self._changed_elsewhere)
+        cluster.on_reconnect(self._reload)
+
+    def _changed_elsewhere(self, payload: str) -> None:
+        origin, service, instance, project = (payload.split("\t") + ["", "", "", ""])[:4]
+        if self._cluster is None or origin == self._cluster.process_id or service != self.service:
+            return
+        task = asyncio.create_task(self._refresh_logged(HookKey(instance, project)))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def _refresh_logged(self, key: HookKey) -> None:
+        try:
+            await self.refresh(key)
+        except Exception as e:
+            log.warning("Could not re-read the %s webhook of %s: %s", self.service, key.project, e)
+
+    async def _reload(self) -> None:
+        records = await self.db.fetch(f"SELECT {_COLUMNS} FROM forge_webhooks WHERE service = $1", self.service)
+        self._rows = {row.key: row for row in map(self._from_record, records) if row is not None}
+
+    async def refresh(self, key: HookKey) -> HookRow | None:
+        """The row as Postgres has it now, into the cache."""
+        record = await self.db.fetchrow(
+            f"SELECT {_COLUMNS} FROM forge_webhooks WHERE service = $1 AND instance = $2 AND project = $3",
+            self.service, key.instance, key.project,
+        )
+        row = None if record is None else self._from_record(record)
+        if row is None:
+            self._rows.pop(key, None)
+        else:
+            self._rows[key] = row
+        return row
+
+    @asynccontextmanager
+    async def exclusive(self, key: HookKey) -> AsyncIterator[None]:
+        """Hold the project's hook against the other processes, with its row read fresh. Without
+        a link to the other processes (one process, or the link is down) the row is used as is."""
+        cluster = self._cluster
+        name = f"forge-hook\t{self.service}\t{key.instance}\t{key.project}"
+        held = False
+        if cluster is not None and cluster.connected:
+            try:
+                for _ in range(int(LOCK_TIMEOUT_S / LOCK_WAIT_S)):
+                    if held := await cluster.try_lock(name):
+                        break
+                    await asyncio.sleep(LOCK_WAIT_S)
+                else:
+                    log.warning("The %s webhook of %s stayed locked by another process for %.0f s: going on",
+                                self.service, key.project, LOCK_TIMEOUT_S)
+            except ConnectionError:
+                held = False
+            await self.refresh(key)
+        try:
+            yield
+        finally:
+            if held and cluster is not None:
+                await cluster.unlock(name)
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -118,9 +196,9 @@ class WebhookStore:
     async def claim_due(self, now: float, limit: int = 50) -> list[HookRow]:
         """Rows whose hook must be brought in line now, most overdue first.
 
-        The one place that picks work for `HookSync`. With several bridge processes (issue 11)
-        this becomes a lease: `UPDATE ... SET leased_until = ... WHERE ... FOR UPDATE SKIP LOCKED
-        RETURNING`, so that each row is worked on by one process at a time.
+        The one place that picks work for `HookSync`. Several processes may pick the same row:
+        the work itself runs under `exclusive`, on the row read again, so the second finds it
+        done.
         """
         records = await self.db.fetch(
             f"SELECT {_COLUMNS} FROM forge_webhooks WHERE service = $1 AND needs_sync "
@@ -170,7 +248,18 @@ class WebhookStore:
     async def save(self, row: HookRow) -> None:
         await self._save_row(row)
         self._rows[row.key] = row
+        await self._announce(row.key)
         await self._backup(row.key, row)
+
+    async def _announce(self, key: HookKey) -> None:
+        if self._cluster is None:
+            return
+        payload = "\t".join((self._cluster.process_id, self.service, key.instance, key.project))
+        try:
+            await self.db.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        except Exception as e:  # the others re-read everything when their link comes back
+            log.warning("Could not tell the other processes about the %s webhook of %s: %s",
+                        self.service, key.project, e)
 
     async def _save_row(self, row: HookRow) -> None:
         await self.db.execute(
@@ -198,6 +287,7 @@ class WebhookStore:
             self.service, key.instance, key.project,
         )
         self._rows.pop(key, None)
+        await self._announce(key)
         await self._backup(key, None)
 
     # -- the account-data backup -------------------------------------------------------------------

@@ -27,6 +27,7 @@ class GitFlicIntegration(Integration):
         self.hooks = GitFlicProjectHooks(
             config, services.db, services.secrets, services.tokens, services.http, services.gateway
         )
+        self.hooks.store.attach(services.cluster)
         self.projects = GitFlicProjectType(config, self.hooks)
         self.route = GitFlicWebhookRoute(
             config, self.hooks, self.projects, services.outbox, services.cpu, on_push=services.push_seen

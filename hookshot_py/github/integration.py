@@ -36,6 +36,7 @@ class GitHubIntegration(Integration):
         self.hooks = RepoHooks(
             services.db, services.secrets, self.accounts, webhook.public_url if webhook else None, services.gateway
         )
+        self.hooks.store.attach(services.cluster)
         self.repo_type = GithubRepoType(self.accounts, self.hooks, config.default_options)
         self.oauth = GitHubOAuthFlow(
             config, services.db, self.accounts, services.dms, services.outbox, services.http

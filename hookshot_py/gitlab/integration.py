@@ -32,6 +32,7 @@ class GitLabIntegration(Integration):
         self.config = config
         self.accounts = GitLabAccounts(services.tokens, config, services.http)
         self.hooks = GitLabProjectHooks(config, self.accounts, services.db, services.secrets, services.gateway)
+        self.hooks.store.attach(services.cluster)
         self.projects = GitLabRepoType(config, self.accounts, self.hooks)
         self.renderer = Renderer(services.cpu)
         self.reviews = ReviewDebouncer(
