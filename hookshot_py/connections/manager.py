@@ -18,7 +18,7 @@ from mautrix.errors import MatrixRequestError
 
 from hookshot_py import jsonsafe
 from hookshot_py.connections.access import RoomAccess
-from hookshot_py.connections.base import Connection, ConnectionType, Outcome, is_disabled
+from hookshot_py.connections.base import Connection, ConnectionType, Outcome, connection_id, is_disabled
 from hookshot_py.connections.known import known_type
 from hookshot_py.connections.mirror import ConnectionMirror, MirroredRow
 from hookshot_py.connections.unsupported import UnsupportedConnections
@@ -240,20 +240,21 @@ class ConnectionManager:
     async def reconcile_room(self, room_id: str) -> None:
         state = await self.gateway.room_state(room_id)
         seen: set[str] = set()
+        refused: list[tuple[dict[str, Any], str]] = []
         for ev in state:
             ctype = self.type_for(ev.get("type", ""))
             if ctype is None or not isinstance(ev.get("state_key"), str):
                 continue
             if is_disabled(ev.get("content")):
                 continue
-            conn = await self.apply_state_event(ev, quiet=True)
+            conn = await self.apply_state_event(ev, quiet=True, refused=refused)
             if conn is not None:
                 seen.add(conn.id)
         for conn in self.connections(room_id):
             if conn.id not in seen and not conn.static:
                 log.info("Connection %s in %s is gone from room state; removing", conn.state_key, room_id)
                 await self._drop(conn)
-        await self.unsupported.sync_room(room_id, state, self._served())
+        await self.unsupported.sync_room(room_id, state, self._served(), refused)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -391,9 +392,12 @@ class ConnectionManager:
 
     # -- the reverse path: state arriving from the homeserver -------------------------------------
 
-    async def apply_state_event(self, event: dict[str, Any], *, quiet: bool = False) -> Connection | None:
+    async def apply_state_event(
+        self, event: dict[str, Any], *, quiet: bool = False, refused: list[tuple[dict[str, Any], str]] | None = None
+    ) -> Connection | None:
         """Follow a connection state event seen in a room (edited by hand, written by hookshot,
-        or our own echo). Returns the resulting connection, if any."""
+        or our own echo). Returns the resulting connection, if any. State refused while no
+        connection of that key is served goes to `refused` (the event, why), when given."""
         ctype = self.type_for(event.get("type", ""))
         room_id, key = event.get("room_id"), event.get("state_key")
         if ctype is None and isinstance(room_id, str):
@@ -410,6 +414,7 @@ class ConnectionManager:
                 log.info("Ignoring %s state %s in %s: a static connection has that key", ctype.event_type, key, room_id)
                 return current
             if is_disabled(content):
+                await self.unsupported.discard(room_id, connection_id(room_id, ctype.event_type, key))
                 if current is not None:
                     log.info("Connection %s in %s was removed from room state", key, room_id)
                     await self._drop(current)
@@ -422,6 +427,9 @@ class ConnectionManager:
                 sender, ctype.service, "manageConnections"
             ):
                 log.warning("Ignoring %s state from %s in %s: no manageConnections", ctype.event_type, sender, room_id)
+                if refused is not None and current is None:
+                    refused.append((event, f"set by {sender}, who lacks the manageConnections permission on this "
+                                           "bridge; someone who has it must set it again."))
                 if not quiet:
                     await self._notice(
                         room_id,
@@ -433,6 +441,8 @@ class ConnectionManager:
             if issues:
                 problems = "; ".join(f"{i.path or '/'}: {i.message}" for i in issues)
                 log.warning("Ignoring invalid %s state %s in %s: %s", ctype.event_type, key, room_id, problems)
+                if refused is not None and current is None:
+                    refused.append((event, problems))
                 if not quiet:
                     await self._notice(room_id, f"⚠️ Ignoring the {ctype.type_name} connection `{key}`: {problems}")
                 return current
@@ -441,6 +451,7 @@ class ConnectionManager:
             await self._mirror(conn)
             if current is None:
                 log.info("Picked up %s connection %s in %s from room state", ctype.type_name, key, room_id)
+                await self.unsupported.discard(room_id, conn.id)
             return conn
 
     async def forget_room(self, room_id: str) -> None:

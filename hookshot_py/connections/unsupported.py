@@ -2,15 +2,19 @@
 
 A room may hold the state of a connection whose service is disabled in the config (a GitLab
 project while `gitlab` is off) or that hookshot_py does not implement (Figma, OpenProject,
-GitHub issue rooms...). Its state is kept untouched; the room is told once, durably (table
-`unsupported_connections`: not again after a restart), the provisioning API lists it with the
-reason, and start-up logs them with a count. The ConnectionManager feeds this from room state.
+GitHub issue rooms...), or state of a served type that start-up had to refuse (a webhook with a
+transformation function on a bridge that does not run them, a field this bridge rejects, state
+set by someone without the permission). Its state is kept untouched; the room is told once,
+durably (table `unsupported_connections`: not again after a restart), the provisioning API lists
+it with the reason, and start-up logs them with a count. The ConnectionManager feeds this from
+room state. A later valid edit of the same state makes it a served connection again.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +36,7 @@ class UnsupportedConnection:
     kind: KnownType
     state_key: str
     content: dict[str, Any]
+    refused: str | None = None  # why start-up refused the state of a served type
 
     @property
     def id(self) -> str:
@@ -39,6 +44,8 @@ class UnsupportedConnection:
 
     @property
     def reason(self) -> str:
+        if self.refused is not None:
+            return f"Its settings were refused: {self.refused}"
         return unsupported_reason(self.kind)
 
     def details(self, bot_user_id: str) -> dict[str, Any]:
@@ -104,13 +111,22 @@ class UnsupportedConnections:
 
     # -- room state ---------------------------------------------------------------------------------
 
-    async def sync_room(self, room_id: str, events: list[dict[str, Any]], served: set[str]) -> None:
-        """`events`: the room's whole state. Record (and report, once) the unserved connections
-        in it; forget the ones gone from it."""
+    async def sync_room(
+        self, room_id: str, events: list[dict[str, Any]], served: set[str],
+        refused: Sequence[tuple[dict[str, Any], str]] = (),
+    ) -> None:
+        """`events`: the room's whole state; `refused`: the state events of served types that
+        were refused, with why. Record (and report, once) the unserved connections in it;
+        forget the ones gone from it."""
         found: dict[str, UnsupportedConnection] = {}
         for ev in events:
             conn = self._from_event(room_id, ev, served)
             if conn is not None:
+                found[conn.id] = conn
+        for ev, why in refused:
+            kind, key, content = known_type(str(ev.get("type", ""))), ev.get("state_key"), ev.get("content")
+            if kind is not None and isinstance(key, str) and isinstance(content, dict):
+                conn = UnsupportedConnection(room_id, kind, key, content, refused=why)
                 found[conn.id] = conn
         for gone in [c for c in self.in_room(room_id) if c.id not in found]:
             await self._forget(gone)
@@ -130,6 +146,12 @@ class UnsupportedConnections:
             gone = self.get(room_id, connection_id(room_id, kind.event_type, key))
             if gone is not None:
                 await self._forget(gone)
+
+    async def discard(self, room_id: str, conn_id: str) -> None:
+        """A refused connection's state became valid, or was removed: no longer listed."""
+        conn = self.get(room_id, conn_id)
+        if conn is not None:
+            await self._forget(conn)
 
     def forget_room(self, room_id: str) -> None:
         """The bot left: nothing to list there any more (the rows stay: reported is reported)."""

@@ -393,7 +393,7 @@ async def test_reconcile_brings_the_mirror_in_line_with_room_state(widgets):
     assert core.hs.bodies(room) == []  # reconciliation is quiet
 
 
-async def test_reconcile_ignores_unauthorised_state_quietly(core_factory):
+async def test_state_refused_at_start_up_is_told_once_and_listed_until_set_right(core_factory):
     core = await core_factory(
         {
             "permissions": [
@@ -407,9 +407,30 @@ async def test_reconcile_ignores_unauthorised_state_quietly(core_factory):
     core.hs.join(room, BOB)
     core.hs.set_power_levels(room, ALICE, {BOB: 50})
     core.hs.send_state(room, BOB, HOOK, "sneaky", {"name": "sneaky"})
-    core.hs.pushed.clear()
+    # hookshot's state with a script, on a bridge that does not run scripts
+    core.hs.send_state(room, ALICE, HOOK, "scripted", {"name": "scripted", "transformationFunction": "result = 1"})
+    core.hs.pushed.clear()  # the bridge was away
+
     await core.manager.reconcile([room])
-    assert core.manager.connections(room) == [] and core.hs.bodies(room) == []
+    await core.settle()
+    assert core.manager.connections(room) == []
+    [notice] = core.hs.bodies(room)
+    assert "`sneaky`" in notice and f"set by {BOB}" in notice and "manageConnections" in notice
+    assert "`scripted`" in notice and "transformationFunction" in notice
+    listed = {c.state_key: c.reason for c in core.manager.unsupported.in_room(room)}
+    assert set(listed) == {"sneaky", "scripted"} and listed["scripted"].startswith("Its settings were refused:")
+
+    again = await core_factory.restart(core)
+    await again.manager.reconcile([room])
+    await again.settle()
+    assert len(again.hs.bodies(room)) == 1, "told once, not at every start"
+    assert {c.state_key for c in again.manager.unsupported.in_room(room)} == {"sneaky", "scripted"}
+
+    # Set again by someone allowed to: served, no longer listed.
+    again.hs.send_state(room, ALICE, HOOK, "sneaky", {"name": "sneaky"})
+    await again.settle()
+    assert again.manager.find(room, HOOK, "sneaky") is not None
+    assert [c.state_key for c in again.manager.unsupported.in_room(room)] == ["scripted"]
 
 
 async def test_the_bot_leaving_forgets_the_rooms_connections_but_not_the_state(core):
