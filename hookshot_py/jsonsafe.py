@@ -91,22 +91,23 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
 
 
 def split_list(
-    raw: bytes, key: str, *, max_depth: int = MAX_DEPTH
-) -> tuple[str | None, list[bytes], dict[str, Any]]:
+    raw: bytes, key: str, *, max_depth: int = MAX_DEPTH, id_field: str = "id"
+) -> tuple[str | None, list[bytes], dict[str, Any], list[Any]]:
     """(why the body is refused or None, the items of the list under the top-level `key`, each as
-    compact JSON text, the document's other top-level fields). For a CPU-pool worker: the caller
-    then parses one item at a time, so a large document never holds its event loop for longer
-    than one item costs."""
+    compact JSON text, the document's other top-level fields, each item's `id_field` (None where
+    it has none)). For a CPU-pool worker: the caller then parses one item at a time, so a large
+    document never holds its event loop for longer than one item costs."""
     try:
         data = loads(raw, max_depth=max_depth)
     except JsonError as e:
-        return str(e), [], {}
+        return str(e), [], {}, []
     items = data.get(key) if isinstance(data, dict) else None
     if not isinstance(items, list):
-        return f"the body has no `{key}` list", [], {}
+        return f"the body has no `{key}` list", [], {}, []
     texts = (json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in items)
     rest = {k: v for k, v in data.items() if k != key}
-    return None, [text.encode("utf-8", "surrogatepass") for text in texts], rest
+    ids = [item.get(id_field) if isinstance(item, dict) else None for item in items]
+    return None, [text.encode("utf-8", "surrogatepass") for text in texts], rest, ids
 
 
 # Structural characters of JSON text, and the translation that keeps them (quotes included).

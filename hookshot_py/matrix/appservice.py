@@ -3,7 +3,7 @@
 mautrix provides the routes, token check and IntentAPI. We replace its transaction handler so
 that a transaction is acknowledged only after its events were handled (a crash makes the
 homeserver resend it), and so it is handled once across bridge processes and restarts: it is
-claimed in Postgres first, by id and content digest (`txn_claims.py`).
+claimed in Postgres first, by its id and its events' ids (`txn_claims.py`, `_digest`).
 The listener is served like every other listener of the bridge (`listeners/http.py`): bounded
 header, keep-alive and body times, a connection cap, `{errcode, error}` for what a handler did
 not expect, no access log (homeservers may put the `hs_token` in the query string); the ping
@@ -52,6 +52,12 @@ MAX_PING_BYTES = 64 * 1024
 SPLIT_TRANSACTION_BYTES = 256 * 1024
 SPLIT_DEADLINE_S = 30.0
 NO_EVENTS = "the body has no `events` list"
+# A transaction is refused (and retried by the homeserver for ever) only if it cannot be read at
+# all: any room member can send an event nested deeper than the bridge handles, so depth is
+# checked per event (too deep: that event is skipped). The bound on the whole text only stops
+# what no homeserver sends; Python's parser gives up near 1,000 levels, as Synapse's own does.
+TXN_MAX_DEPTH = 2_000
+MAX_EVENT_DEPTH = jsonsafe.MAX_DEPTH
 # How long a retried transaction waits for another process that is handling it, before the
 # homeserver is told to try again later.
 BUSY_WAIT_S = 20.0
@@ -185,13 +191,11 @@ class HookshotAppService(AppService):
             raw = await read_body(request, MAX_TRANSACTION_BYTES)
         except ApiError as e:
             return web.json_response({"errcode": "M_TOO_LARGE", "error": e.error}, status=e.status or 413)
-        refusal, events, rest = await self._split(raw)
+        refusal, events, rest, event_ids = await self._split(raw, txn_id)
         if refusal is not None:
             errcode = "M_BAD_JSON" if refusal == NO_EVENTS else "M_NOT_JSON"
             return web.json_response({"errcode": errcode, "error": refusal}, status=400)
-        # A homeserver may number its transactions from 1 again after a restart (Synapse on
-        # SQLite does): a transaction is a repeat only if its id *and* its content match.
-        key = (txn_id, hashlib.sha256(raw).digest())
+        key = (txn_id, _digest(raw, event_ids))
         running = self._handling.get(key)
         if running is not None:  # retried while this process still handles it
             status, body = await asyncio.shield(running)
@@ -257,29 +261,44 @@ class HookshotAppService(AppService):
             log.debug("Transaction %s: %d event(s), %d to-device event(s)", txn_id, len(events), len(extras[0]))
             await self.crypto.handle_transaction(*extras)
         for item in events:
-            raw_event = json.loads(item) if isinstance(item, bytes) else item  # bytes: cut by a worker
+            if isinstance(item, bytes):  # cut by a worker; its depth is checked on the text, at C speed
+                too_deep = jsonsafe.nesting_exceeds(item, MAX_EVENT_DEPTH)
+                try:
+                    raw_event = json.loads(item)
+                except RecursionError:
+                    raw_event, too_deep = {}, True
+                if too_deep:
+                    _skip_deep(txn_id, raw_event)
+                    continue
+            else:
+                raw_event = item
             if isinstance(raw_event, dict):
                 await self._handle_one(txn_id, raw_event)
             await asyncio.sleep(0)  # one event at a time: a long transaction never holds the loop
 
-    async def _split(self, raw: bytes) -> tuple[str | None, list[Any], dict[str, Any]]:
+    async def _split(self, raw: bytes, txn_id: str) -> tuple[str | None, list[Any], dict[str, Any], list[Any]]:
         """(why the body is refused, its events, its other fields: the encryption extras). A small
         transaction is parsed here; a large one (a room's burst of big events can make one of
         several MiB: parsing it took the event loop 0.2 s) is cut into its events in a CPU-pool
         worker, each parsed here when its turn comes."""
         if len(raw) > SPLIT_TRANSACTION_BYTES and self.cpu is not None:
             try:
-                return await self.cpu.run_within(SPLIT_DEADLINE_S, jsonsafe.split_list, raw, "events")
+                return await self.cpu.run_within(
+                    SPLIT_DEADLINE_S, jsonsafe.split_list, raw, "events", max_depth=TXN_MAX_DEPTH, id_field="event_id"
+                )
             except CpuPoolError as e:
                 log.warning("Parsing a transaction of %d bytes here: %s", len(raw), e)
         try:
-            data = jsonsafe.loads(raw)
+            data = jsonsafe.loads(raw, max_depth=TXN_MAX_DEPTH)
         except jsonsafe.JsonError as e:
-            return str(e), [], {}
+            return str(e), [], {}, []
         events = data.get("events") if isinstance(data, dict) else None
         if not isinstance(events, list):
-            return NO_EVENTS, [], {}
-        return None, events, data
+            return NO_EVENTS, [], {}, []
+        event_ids = [e.get("event_id") if isinstance(e, dict) else None for e in events]
+        if jsonsafe.nesting_exceeds(raw, MAX_EVENT_DEPTH + 2):  # {"events": [event, ...]}
+            events = [e for e in events if not (jsonsafe.depth_exceeds(e, MAX_EVENT_DEPTH) and _skip_deep(txn_id, e))]
+        return None, events, data, event_ids
 
     async def _handle_one(self, txn_id: str, event: dict[str, Any]) -> None:
         """Handle one event in isolation: a failure of ours that retrying can fix (the database
@@ -302,3 +321,21 @@ class HookshotAppService(AppService):
             self._recent[event_id] = None
             if len(self._recent) > RECENT_EVENTS:
                 self._recent.popitem(last=False)
+
+
+def _skip_deep(txn_id: str, event: Any) -> bool:
+    """Log an event too deeply nested to handle (any room member can send one); True."""
+    event = event if isinstance(event, dict) else {}
+    log.warning("Skipping event %s (%s in %s) of transaction %s: nested deeper than %d levels",
+                event.get("event_id"), event.get("type"), event.get("room_id"), txn_id, MAX_EVENT_DEPTH)
+    return True
+
+
+def _digest(raw: bytes, event_ids: list[Any]) -> bytes:
+    """What makes a transaction the same one again. A homeserver may number its transactions from
+    1 again after a restart (Synapse on SQLite does), so the id alone is not enough; and Synapse
+    rebuilds a retried transaction (`unsigned.age` changes), so its bytes are not either. Its
+    events' ids are what a retry keeps; a transaction without events is known by its bytes."""
+    if event_ids and all(isinstance(i, str) for i in event_ids):
+        return hashlib.sha256("\n".join(event_ids).encode("utf-8", "surrogatepass")).digest()
+    return hashlib.sha256(raw).digest()

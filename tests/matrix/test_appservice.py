@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from hookshot_py import jsonsafe
 from hookshot_py.db.database import Database
 from hookshot_py.matrix.appservice import HookshotAppService
 
@@ -71,11 +72,47 @@ async def test_a_restarted_homeserver_reusing_ids_is_not_ignored(client):
     assert client.recorder.seen == ["$before", "$after"]
 
 
+async def test_a_retry_the_homeserver_rebuilt_is_still_the_same_transaction(client):
+    """Synapse re-reads a transaction's events for each retry: `unsigned.age` changes."""
+    first = {"events": [_event("$r1") | {"unsigned": {"age": 10}}, _event("$r2")]}
+    again = {"events": [_event("$r1") | {"unsigned": {"age": 5010}}, _event("$r2")]}
+    assert (await _put(client, "r", first))[0] == 200
+    client.app_service._recent.clear()  # as a retry reaching another process would find it
+    assert (await _put(client, "r", again))[0] == 200
+    assert client.recorder.seen == ["$r1", "$r2"]
+
+
 async def test_one_bad_event_is_skipped_and_the_rest_flow(client):
     client.recorder.fail["$bad"] = ValueError("unstorable")
     status, _ = await _put(client, "7", {"events": [_event("$ok1"), _event("$bad"), _event("$ok2")]})
     assert status == 200
     assert client.recorder.seen == ["$ok1", "$ok2"]
+
+
+async def test_an_event_nested_too_deep_is_skipped_and_the_rest_flow(client):
+    """Any room member can send one: refusing the transaction would wedge the homeserver's
+    stream (it retries a refused transaction for ever)."""
+    deep: dict = {}
+    inner = deep
+    for _ in range(200):
+        inner["x"] = {}
+        inner = inner["x"]
+    for n, body in enumerate([deep, _nested(jsonsafe.MAX_DEPTH)]):
+        client.recorder.seen.clear()
+        events = [_event(f"$ok{n}a"), {**_event(f"$deep{n}"), "content": body}, _event(f"$ok{n}b")]
+        status, answer = await _put(client, f"deep-{n}", {"events": events})
+        assert status == 200, answer
+        assert client.recorder.seen == [f"$ok{n}a", f"$ok{n}b"]
+    client.recorder.seen.clear()
+    assert (await _put(client, "at-limit", {"events": [{**_event("$fine"), "content": _nested(50)}]}))[0] == 200
+    assert client.recorder.seen == ["$fine"]
+
+
+def _nested(levels: int) -> dict:
+    node: dict = {"leaf": 1}
+    for _ in range(levels):
+        node = {"x": node}
+    return node
 
 
 async def test_a_transient_failure_is_retried_without_repeating_handled_events(client):
@@ -92,7 +129,7 @@ async def test_a_transient_failure_is_retried_without_repeating_handled_events(c
     [
         b"{" * 100_000,
         b"[" * 5_000 + b"]" * 5_000,
-        b'{"events": [' + b"[" * 300 + b"]" * 300 + b"]}",
+        b'{"events": [' + b"[" * 5_000 + b"]" * 5_000 + b"]}",
         b"\xff\xfe not utf-8",
         b"not json",
     ],
@@ -112,7 +149,11 @@ async def test_a_large_transaction_is_cut_into_events_in_a_worker(client):
         events = [{**_event(f"$big{i}"), "content": {"body": "x" * 4000, "nested": [{"a": [1]}] * 50}} for i in range(100)]
         assert (await _put(client, "big", {"events": events}))[0] == 200
         assert client.recorder.seen == [f"$big{i}" for i in range(100)]
-        hostile = b'{"events": [' + b"[" * 300 + b"]" * 300 + b"], " + b'"pad": "' + b"x" * 300_000 + b'"}'
+        client.recorder.seen.clear()
+        mixed = [events[0] | {"event_id": "$w1"}, {**_event("$wdeep"), "content": _nested(100)}, _event("$w2")]
+        assert (await _put(client, "big-deep", {"events": mixed, "pad": "x" * 300_000}))[0] == 200
+        assert client.recorder.seen == ["$w1", "$w2"]
+        hostile = b'{"events": [' + b"[" * 5_000 + b"]" * 5_000 + b"], " + b'"pad": "' + b"x" * 300_000 + b'"}'
         status, answer = await _put(client, "big-hostile", hostile)
         assert (status, answer["errcode"]) == (400, "M_NOT_JSON") and "deeper" in answer["error"]
         status, answer = await _put(client, "no-events", b'{"pad": "' + b"x" * 300_000 + b'"}')
@@ -182,7 +223,7 @@ async def test_a_transaction_whose_claimer_died_is_handled_by_another(db):
     await db.execute(
         "INSERT INTO appservice_txns (txn_id, digest, owner, claimed_until, processed_at) "
         "VALUES ('6', $1, 'host:9:dead', now() + interval '1 minute', NULL)",
-        hashlib.sha256(raw).digest(),
+        hashlib.sha256(b"$orphan").digest(),  # a transaction is known by its events' ids
     )
     recorder = Recorder()
     async with _process(db, "host:2:b", recorder) as b:
