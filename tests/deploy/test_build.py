@@ -223,6 +223,19 @@ def test_compose_config_and_nginx_match_the_bridge(tmp_path: Path) -> None:
     assert re.search(r"client_max_body_size (\d+)m;", public)
     limit_mb = int(re.search(r"client_max_body_size (\d+)m;", public).group(1))  # type: ignore[union-attr]
     assert sample.generic is not None and limit_mb * 1024 * 1024 >= sample.generic.payload_size_limit
+    # Each forge's path takes at least what the bridge takes from that forge.
+    from hookshot_py.gitflic.inbound import MAX_BODY_BYTES as GITFLIC
+    from hookshot_py.github.inbound import MAX_BODY_BYTES as GITHUB
+    from hookshot_py.gitlab.inbound import MAX_BODY_BYTES as GITLAB
+    from hookshot_py.jira.inbound import MAX_BODY_BYTES as JIRA
+
+    for path, bridge_limit in [("/github/webhook", GITHUB), ("/gitlab/webhook", GITLAB),
+                               ("/jira/webhook", JIRA), ("/gitflic/webhook", GITFLIC)]:  # fmt: skip
+        found = re.search(rf"location = {path} +\{{ client_max_body_size (\d+)m; +proxy_pass ([^;]+);", public)
+        assert found is not None, path
+        assert int(found.group(1)) * 1024 * 1024 >= bridge_limit and found.group(2) == (
+            f"http://127.0.0.1:{sample_ports['webhooks']}"
+        ), path
     assert "client_max_body_size 64k;" in admin
 
 
