@@ -70,9 +70,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             resp.headers["Allow"] = e.headers["Allow"]
         return resp
     except ConnectionResetError:
-        # The client went away mid-request: nothing to answer, nothing to log loudly.
+        # The client went away mid-request: nothing to log loudly (re-raised, aiohttp would log a
+        # traceback for each one: a stranger could fill the log). The answer goes nowhere.
         log.debug("Client left during %s %s", request.method, route_name(request))
-        raise
+        return error_response(ApiError(ErrCode.BAD_VALUE, "The connection was lost.", status=400))
     except Exception:
         # Never the raw path: a generic webhook's path is its secret.
         log.exception("Unhandled error in %s %s", request.method, route_name(request))

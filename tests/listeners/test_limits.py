@@ -61,6 +61,22 @@ async def test_a_body_that_never_arrives_gets_408(server):
     writer.close()
 
 
+async def test_a_client_leaving_mid_body_is_not_an_error_in_the_log(server, caplog):
+    """Anyone can abort requests by the thousand: each used to log a traceback."""
+    caplog.set_level(logging.DEBUG)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.transport.abort()
+    for _ in range(50):
+        if "Client left during POST /echo" in caplog.text:
+            break
+        await asyncio.sleep(0.02)
+    assert "Client left during POST /echo" in caplog.text
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 async def test_connections_past_the_cap_are_closed_at_once(server):
     idle = [await asyncio.open_connection("127.0.0.1", server) for _ in range(4)]
     await asyncio.sleep(0.05)
