@@ -169,14 +169,17 @@ class JsSandbox:
         if state.users > self.max_waiting:
             raise SandboxBusy(key)
         state.users += 1
+        # One bound on the whole wait, for this hook's turn and then a free worker: many different
+        # looping hooks at once turn callers away rather than hold every scripted hook up.
+        deadline = asyncio.get_running_loop().time() + self.max_wait_s
         try:
             try:
-                async with asyncio.timeout(self.max_wait_s):
+                async with asyncio.timeout_at(deadline):
                     await state.lock.acquire()
             except TimeoutError:
                 raise SandboxBusy(key) from None
             try:
-                return await self._on_a_worker(message)
+                return await self._on_a_worker(message, key, deadline)
             finally:
                 state.lock.release()
         finally:
@@ -184,11 +187,15 @@ class JsSandbox:
             if state.users == 0:
                 self._keys.pop(key, None)
 
-    async def _on_a_worker(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _on_a_worker(self, message: dict[str, Any], key: str, deadline: float) -> dict[str, Any]:
         if self._slots is None:
             raise RuntimeError("the JavaScript sandbox is not started")
         slots = self._slots
-        worker = await slots.get()
+        try:
+            async with asyncio.timeout_at(deadline):
+                worker = await slots.get()
+        except TimeoutError:
+            raise SandboxBusy(key) from None
         try:
             if worker is None:
                 worker = await self._spawn()

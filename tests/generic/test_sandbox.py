@@ -175,6 +175,23 @@ async def test_one_hook_cannot_queue_without_bound() -> None:
         await box.stop()
 
 
+async def test_many_looping_hooks_turn_callers_away_instead_of_holding_every_hook() -> None:
+    """Each hook waits its own turn, but the workers are shared: the wait for one is bounded too."""
+    box = JsSandbox(workers=1, time_limit_ms=300, max_wait_s=0.4)
+    await box.start()
+    try:
+        loops = [asyncio.create_task(run(box, "while (true) {}", key=f"loop{n}")) for n in range(4)]
+        await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(SandboxBusy):
+            await run(box, NORMAL, {"who": "x"}, key="innocent")
+        assert asyncio.get_running_loop().time() - started < 1.0, "turned away at the bound, not after every loop"
+        results = await asyncio.gather(*loops, return_exceptions=True)
+        assert isinstance(results[0], JsError) and any(isinstance(r, SandboxBusy) for r in results[1:])
+    finally:
+        await box.stop()
+
+
 async def test_a_dead_worker_is_replaced(sandbox: JsSandbox) -> None:
     call = asyncio.create_task(run(sandbox, "while (true) {}", key="victim"))
     await asyncio.sleep(0.1)
