@@ -4,6 +4,10 @@ GUID (RSS `<guid>`, Atom `<id>`, JSON Feed `id`) first; without one, the item's 
 its title and date; an item with none of these is identified by its summary. The identity is
 hashed to a fixed size for storage. A feed that reorders its items, or rewrites everything but the
 GUID, therefore posts nothing twice.
+
+An item with a GUID, a link and a title is also known by its link and title together (`alias_key`):
+a feed that rewrites its GUIDs (a blog moved to another engine, a feed generator upgraded) keeps
+links and titles, and its items are not posted again. A new item at an old link has a new title.
 """
 
 from __future__ import annotations
@@ -24,6 +28,16 @@ def identity_key(
         return f"title:{title}|{published.isoformat() if published else ''}"
     if summary:
         return f"summary:{summary}"
+    return None
+
+
+ALIAS_PREFIX = "alias:"  # stored aliases are told apart from identities (counts, pruning)
+
+
+def alias_key(guid: str | None, link: str | None, title: str | None) -> str | None:
+    """The second identity of an item identified by its GUID (see the module docstring)."""
+    if guid and link and title:
+        return f"link+title:{link}|{title}"
     return None
 
 

@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 import fastfeedparser
 
-from hookshot_py.feeds.identity import identity_key, item_id
+from hookshot_py.feeds.identity import ALIAS_PREFIX, alias_key, identity_key, item_id
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,12 @@ class FeedItem:
     author: str | None
     summary: str | None  # HTML as the feed gives it; sanitised when formatted
     published: datetime | None  # published, else updated; timezone-aware
+    alias: str | None = None  # a second identity (identity.alias_key), stored alongside `id`
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every identity stored for this item once it is seen."""
+        return (self.id,) if self.alias is None else (self.id, self.alias)
 
     @property
     def pubdate(self) -> str | None:
@@ -115,7 +121,9 @@ def _item(entry: Any, base_url: str) -> FeedItem | None:
     key = identity_key(guid, link, title, published, summary)
     if key is None:
         return None
-    return FeedItem(item_id(key), guid, link, title, author, summary, published)
+    alias = alias_key(guid, link, title)
+    stored_alias = ALIAS_PREFIX + item_id(alias) if alias else None
+    return FeedItem(item_id(key), guid, link, title, author, summary, published, stored_alias)
 
 
 def parse_feed(body: bytes, url: str) -> ParsedFeed:

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from hookshot_py.db.database import Database
+from hookshot_py.feeds.identity import ALIAS_PREFIX
 from hookshot_py.feeds.parse import FeedItem
 from hookshot_py.feeds.state import FeedState
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
@@ -158,7 +159,7 @@ class FeedStore:
             if inserted and items:
                 await conn.execute(
                     "INSERT INTO feed_items (url, item_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
-                    url, [i.id for i in items],
+                    url, _all_ids(items),
                 )
         return bool(inserted)
 
@@ -237,10 +238,11 @@ class FeedStore:
                 inserted = await conn.fetch(
                     "INSERT INTO feed_items (url, item_id) SELECT $1, unnest($2::text[]) "
                     "ON CONFLICT DO NOTHING RETURNING item_id",
-                    url, [i.id for i in fetched.items],
+                    url, _all_ids(fetched.items),
                 )
                 fresh = {r["item_id"] for r in inserted}
-                new = [i for i in fetched.items if i.id in fresh]
+                # New: its identity never seen, nor its alias (a GUID rewritten, link and title kept).
+                new = [i for i in fetched.items if all(k in fresh for k in i.ids)]
             plan = planner(row, subs, new)
             queued = await self.outbox.enqueue_in(conn, plan.events)
             results = [_result(True), *row.last_results][:MAX_LAST_RESULTS]
@@ -258,7 +260,7 @@ class FeedStore:
                 results,
             )
             if new and fetched.items:
-                await self._prune(conn, url, [i.id for i in fetched.items])
+                await self._prune(conn, url, _all_ids(fetched.items))
         self.outbox.queued(queued)
         self.results[url] = results
         return plan
@@ -325,8 +327,14 @@ class FeedStore:
         return list(value) if isinstance(value, list) else []
 
     async def seen_count(self, url: str) -> int:
-        count = await self.db.fetchval("SELECT count(*) FROM feed_items WHERE url = $1", url)
+        count = await self.db.fetchval(
+            "SELECT count(*) FROM feed_items WHERE url = $1 AND item_id NOT LIKE $2", url, ALIAS_PREFIX + "%"
+        )
         return count if isinstance(count, int) else 0
+
+
+def _all_ids(items: Sequence[FeedItem]) -> list[str]:
+    return list(dict.fromkeys(k for i in items for k in i.ids))
 
 
 _SUBSCRIBED = (

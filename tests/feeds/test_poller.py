@@ -124,6 +124,20 @@ async def test_reordered_and_edited_items_are_not_posted_again(rig: Rig) -> None
     assert await rig.posted() == [new_post(4)]
 
 
+async def test_rewritten_guids_post_nothing_again_but_a_new_title_at_an_old_link_is_new(rig: Rig) -> None:
+    rig.feeds.set_items("a", [item(2), item(1)])
+    await rig.subscribe(ROOM, rig.url("a"))
+    await rig.poll()
+    # The blog moved to another engine: every GUID changed, links and titles kept.
+    rig.feeds.set_items("a", [{**item(n), "guid": f"tag:new-engine,{n}"} for n in (3, 2, 1)])
+    await rig.poll()
+    assert await rig.posted() == [new_post(3)]
+    # A one-item status feed: the same page, a new entry (new GUID, new title) is posted.
+    rig.feeds.set_items("a", [{**item(4), "guid": "tag:new-engine,4", "title": "Post 3 update", "link": item(3)["link"]}])
+    await rig.poll()
+    assert (await rig.posted())[1:] == ["New post in Feed a: [Post 3 update](https://blog.example.org/posts/3)"]
+
+
 async def test_guid_less_items_are_identified_by_link_then_title_and_date(rig: Rig) -> None:
     rig.feeds.set_items("a", [item(1, guid=False), item(0, guid=False, link=False)])
     await rig.subscribe(ROOM, rig.url("a"))
