@@ -130,11 +130,14 @@ class ForgeConnectionType(ConnectionType[ConfigT], Generic[ConfigT, RefT]):
         self._drop(self._index, self.key_of(conn), conn.id)
 
     async def prepare(self, conn: Connection, *, existing: Connection | None, user_id: str | None) -> Outcome:
-        user_can_admin = await self.authorize(conn, user_id)
         key = self.key_of(conn)
         union = self.union(key, without=conn.id, extra=conn)
-        if existing is not None and union == self.union(key, without=conn.id, extra=existing):
+        if (existing is not None and self.key_of(existing) == key
+                and union == self.union(key, without=conn.id, extra=existing)):
+            # An edit that changes nothing on the forge (a filter, includeCommentBody, the prefix):
+            # the room's permission is enough, as in hookshot; no forge login is needed.
             return Outcome()
+        user_can_admin = await self.authorize(conn, user_id)
         if existing is None:
             self._add_pending(conn)
         try:

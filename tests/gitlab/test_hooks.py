@@ -160,3 +160,16 @@ async def test_state_edited_by_hand_is_followed_with_the_registrants_token(make_
     assert (await stack.hook_row())["needs_sync"]
     assert await stack.hooks.sync.run_due() == 1
     assert on(hooks_of(gl)[0]) == {"push_events", "releases_events"}
+
+
+async def test_an_edit_that_changes_nothing_on_gitlab_needs_no_gitlab_login(make_stack, gl: FakeGitLabState) -> None:
+    """As in hookshot: the room's permission is enough to change a filter or the comment bodies;
+    changing what the project's hook delivers still needs access to the project."""
+    stack = await make_stack()
+    await stack.login(ALICE, "alice")
+    conn, _ = await stack.connect("!room:test", ALICE, enableHooks=["merge_request"])
+    conn, outcome = await stack.update(conn, ERIN, includeCommentBody=True, includingLabels=["bug"])
+    assert outcome.warnings == [] and conn.state["includeCommentBody"] is True
+    with pytest.raises(ApiError) as refused:
+        await stack.update(conn, ERIN, enableHooks=["merge_request", "issue"])
+    assert "not logged into the GitLab instance" in refused.value.error
