@@ -18,6 +18,7 @@ are acknowledged and logged.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -129,7 +130,9 @@ class GitLabWebhookRoute:
         if not isinstance(kind, str) or not kind:
             raise ApiError(ErrCode.BAD_VALUE, "The delivery has no `object_kind`: this is not a GitLab webhook.")
         event = request.headers.get("X-Gitlab-Event", kind)
-        delivery = delivery_id(request.headers)
+        # GitLab before 15.x sends neither id header: the body identifies a retry (a new event
+        # always differs: ids, shas, timestamps).
+        delivery = delivery_id(request.headers) or "sha256:" + hashlib.sha256(raw).hexdigest()[:40]
         path = project_path(payload)
         if kind not in KINDS or path is None:
             log.info("Acknowledged a GitLab %s delivery (%s) we do not post", event, kind)
@@ -180,6 +183,6 @@ class GitLabWebhookRoute:
             suffix = "" if rooms[conn.room_id] == 1 else f":{conn.id}"
             events.append(OutgoingEvent(
                 conn.room_id, dict(contents[message.markdown]),
-                dedupe_key=f"gitlab:{delivery}{suffix}" if delivery else None,
+                dedupe_key=f"gitlab:{delivery}{suffix}",
             ))
         return await self.outbox.enqueue(events)

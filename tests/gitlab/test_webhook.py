@@ -91,6 +91,11 @@ async def test_redeliveries_are_posted_once(make_stack, gl: FakeGitLabState) -> 
     assert (await stack.post(body, CONFIG_SECRET, **{"X-Gitlab-Webhook-UUID": "u-3"}))[1]["posted"] == 1
     assert (await stack.post(body, CONFIG_SECRET, **{"X-Gitlab-Webhook-UUID": "u-3"}))[1]["posted"] == 0
     assert len(await stack.bodies("!room:test")) == 2
+    # Older GitLab sends neither header: the body identifies a retry.
+    reopened = fixture(stack, "merge_request.reopen")
+    assert (await stack.post(reopened, CONFIG_SECRET))[1]["posted"] == 1
+    assert (await stack.post(reopened, CONFIG_SECRET))[1]["duplicate"] is True
+    assert len(await stack.bodies("!room:test")) == 3
     # GitLab's "Resend request" keeps the Idempotency-Key
     await stack.hooks.store.load()
     [sent] = await gl.emit(FIXTURE_PATH, fixture(stack, "merge_request.close"))
@@ -98,7 +103,7 @@ async def test_redeliveries_are_posted_once(make_stack, gl: FakeGitLabState) -> 
     assert json.loads(sent.response)["posted"] == 1 and json.loads(resent.response)["duplicate"] is True
     assert sent.headers["Idempotency-Key"] == resent.headers["Idempotency-Key"]
     assert sent.headers["X-Gitlab-Webhook-UUID"] != resent.headers["X-Gitlab-Webhook-UUID"]
-    assert len(await stack.bodies("!room:test")) == 3
+    assert len(await stack.bodies("!room:test")) == 4
 
 
 def test_delivery_ids() -> None:
