@@ -25,6 +25,8 @@ HEADER_TIMEOUT_S = 15.0
 BODY_TIMEOUT_S = 30.0
 # Open connections per listener; further ones are closed at once.
 MAX_CONNECTIONS = 1024
+# Request bodies held in memory at once, all listeners together (see `BodyBudget`).
+MAX_BUFFERED_BODY_BYTES = 256 * 1024 * 1024
 # At a stop, a request still running after this long is cancelled (and after as long again,
 # dropped): the bridge must stop within 10 s (lifecycle.STOP_DEADLINE).
 SHUTDOWN_TIMEOUT_S = 1.0
@@ -48,7 +50,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     logged 500 HS_UNKNOWN (a bug, never an answer to bad input).
 
     A URL holding a NUL character (`%00` in a path segment or query value) is refused here, for
-    every route: no handler expects one, and Postgres refuses it in any text it is given."""
+    every route: no handler expects one, and Postgres refuses it in any text it is given. The
+    request's share of the body budget (`BODIES`) is given back once it is answered."""
+    try:
+        return await _answer(request, handler)
+    finally:
+        BODIES.release(request)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if _NUL_IN_URL.search(request.raw_path):
             raise ApiError(ErrCode.BAD_VALUE, "The URL holds a NUL character.")
@@ -131,9 +141,35 @@ def timed(observe: Callable[[web.Request, int, float], None]) -> Callable[..., A
     return middleware
 
 
+class BodyBudget:
+    """Bytes of request bodies held in memory at once by this process. Bodies are read before
+    they can be verified (a signature covers the whole body), so strangers with many connections
+    and large bodies (GitHub's limit is 25 MiB) could otherwise grow the process without bound:
+    past the budget a request is turned away with 429, and the others go on."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, request: web.Request, size: int) -> None:
+        if self.used + size > self.limit:
+            raise ApiError(ErrCode.LIMIT_EXCEEDED, "The bridge is receiving too much at once: retry in a moment.")
+        self.used += size
+        request[_HELD] = request.get(_HELD, 0) + size
+
+    def release(self, request: web.Request) -> None:
+        self.used -= request.pop(_HELD, 0)
+
+
+_HELD = web.RequestKey("hookshot_py.body_bytes", int)
+BODIES = BodyBudget(MAX_BUFFERED_BODY_BYTES)
+
+
 async def read_body(request: web.Request, limit: int, *, timeout: float | None = None) -> bytes:
     """The raw body, refusing (413 `HS_TOO_LARGE`) anything over `limit` bytes without reading it
-    all, and (408) a body that does not arrive within `timeout` seconds (`BODY_TIMEOUT_S`)."""
+    all, (408) a body that does not arrive within `timeout` seconds (`BODY_TIMEOUT_S`), and (429)
+    a body past the process's budget for bodies in memory (`BODIES`, released when the request
+    is answered, by `error_middleware`)."""
     timeout = BODY_TIMEOUT_S if timeout is None else timeout
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds the limit of {limit} bytes.")
@@ -141,6 +177,7 @@ async def read_body(request: web.Request, limit: int, *, timeout: float | None =
     try:
         async with asyncio.timeout(timeout):
             async for chunk in request.content.iter_chunked(65536):
+                BODIES.take(request, len(chunk))
                 body += chunk
                 if len(body) > limit:
                     raise ApiError(ErrCode.TOO_LARGE, f"The body exceeds the limit of {limit} bytes.")

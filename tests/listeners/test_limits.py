@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -96,3 +97,39 @@ async def test_errors_are_logged_without_the_secret_path(server, caplog):
     writer.close()
     assert "/webhook/{hook_id}" in caplog.text
     assert "SECRET-HOOK-ID" not in caplog.text
+
+
+async def test_bodies_held_at_once_are_bounded_and_given_back(monkeypatch):
+    """Bodies are read before they can be verified: past the process's budget, 429 (not growth)."""
+    budget = listener_http.BodyBudget(3000)
+    monkeypatch.setattr(listener_http, "BODIES", budget)
+    release = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        body = await read_body(request, 10_000)
+        await release.wait()
+        return web.json_response({"len": len(body)})
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_post("/hold", hold)
+    runner = ListenerRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/hold"
+    try:
+        async with aiohttp.ClientSession() as session:
+            first = asyncio.create_task(session.post(url, data=b"a" * 2000))
+            while budget.used < 2000:
+                await asyncio.sleep(0.01)
+            async with session.post(url, data=b"b" * 2000) as refused:
+                assert refused.status == 429 and (await refused.json())["errcode"] == "HS_LIMIT_EXCEEDED"
+            assert budget.used == 2000, "the refused body's bytes were given back"
+            release.set()
+            async with await first as answered:
+                assert answered.status == 200 and (await answered.json()) == {"len": 2000}
+            async with session.post(url, data=b"c" * 2500) as later:
+                assert later.status == 200
+        assert budget.used == 0
+    finally:
+        await runner.cleanup()
