@@ -101,3 +101,23 @@ async def test_a_gitlab_project_in_a_room(gitlab_bridge, make_user) -> None:
         return not gl.project(env.path).hooks
 
     await eventually(hook_gone)
+
+
+async def test_a_developer_gets_the_manual_setup_in_a_dm_never_in_the_room(gitlab_bridge, make_user) -> None:
+    env: GitLabBridge = await gitlab_bridge()
+    dave = await make_user("dave")
+    dm = await dave.create_room(invite=[BOT], is_direct=True, preset="trusted_private_chat")
+    await dave.wait_for_message(dm, is_notice_with("Type `help`"))
+    await dave.send_text(dm, "gitlab personaltoken gl glpat-dave")
+    await dave.wait_for_message(dm, is_notice_with("Connected as dave. Token stored."))
+
+    room = await room_with_bot(dave)
+    await dave.send_text(room, f"!hookshot gitlab project {env.gl.base_url}/{env.path}")
+    reply = await dave.wait_for_message(room, is_notice_with(f"Room configured to bridge {env.path}."))
+    assert "sent you how to set it up in a direct message" in reply["content"]["body"]
+    setup = await dave.wait_for_message(dm, is_notice_with(f"GitLab project {env.path}"))
+    row = await eventually(lambda: env.services.db.fetchrow(
+        "SELECT secret_ciphertext FROM forge_webhooks WHERE service = 'gitlab' AND project = $1", env.path.lower()))
+    token = env.services.secrets.decrypt(bytes(row["secret_ciphertext"])).decode()
+    assert token in setup["content"]["body"] and env.webhook_url in setup["content"]["body"]
+    assert token not in str(reply["content"]) and env.gl.project(env.path).hooks == {}
