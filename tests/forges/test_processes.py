@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+
+import pytest
 
 from hookshot_py.db.cluster import Cluster
+from hookshot_py.forges.policy import ProjectHooks
 from hookshot_py.forges.webhooks import HookKey
 
 from .conftest import PROJECT, Clock, FakeForge, FakeHooks, make_policy
 
 ALICE, BOB = "@alice:x", "@bob:x"
+KEY = HookKey("", PROJECT.lower())
 
 
 async def _until(check, what: str, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
@@ -21,60 +26,45 @@ async def _until(check, what: str, timeout: float = 5.0) -> None:  # type: ignor
         await asyncio.sleep(0.02)
 
 
-async def test_hooks_registered_or_removed_by_one_process_are_seen_by_the_other(db, box, forge, clock) -> None:
+@pytest.fixture
+async def processes(db, box, forge: FakeForge) -> AsyncIterator[list[ProjectHooks[str]]]:  # type: ignore[no-untyped-def]
+    """The project-hook policy of two processes (each its own cluster link) over one forge."""
     clusters = [Cluster(db.dsn), Cluster(db.dsn)]
-    for c in clusters:
-        await c.start()
+    policies = []
     try:
-        policies = []
         for cluster in clusters:
+            await cluster.start()
             hooks = FakeHooks(forge)
             hooks.tokens.update({ALICE, BOB})
-            policy = make_policy(db, box, hooks, clock)
-            policy.store.attach(cluster)
-            await policy.store.load()
-            policies.append(policy)
-        a, b = policies
-        forge.admins.update({ALICE, BOB})
-        key = HookKey("", PROJECT.lower())
-
-        made = await a.ensure(PROJECT, ["push"], user_id=ALICE)
-        await _until(lambda: b.store.get(key) == made.row, "B knows the secret A registered")
-
-        # A second room connected through B widens the same hook, with the same secret.
-        widened = await b.ensure(PROJECT, ["push", "issues"], user_id=BOB)
-        [hook] = forge.hooks.values()
-        assert widened.row.secret == made.row.secret == hook.secret
-        assert widened.row.hook_id == made.row.hook_id and hook.events == ("issues", "push")
-        await _until(lambda: a.store.get(key) == widened.row, "A follows B's change")
-
-        assert await a.release(PROJECT, None, user_id=ALICE) == []
-        await _until(lambda: b.store.get(key) is None, "B forgets the removed hook")
-    finally:
-        for c in clusters:
-            await c.stop()
-
-
-async def test_two_processes_changing_one_hook_at_once_leave_it_one_secret(db, box, clock) -> None:
-    forge = FakeForge()
-    forge.admins.add(ALICE)
-    clusters = [Cluster(db.dsn), Cluster(db.dsn)]
-    for c in clusters:
-        await c.start()
-    try:
-        policies = []
-        for cluster in clusters:
-            hooks = FakeHooks(forge)
-            hooks.tokens.add(ALICE)
             policy = make_policy(db, box, hooks, Clock())
             policy.store.attach(cluster)
             await policy.store.load()
             policies.append(policy)
-        changes = await asyncio.gather(*(p.ensure(PROJECT, ["push"], user_id=ALICE) for p in policies))
-        [hook] = forge.hooks.values()
-        assert {c.row.secret for c in changes} == {hook.secret}
-        stored = await db.fetchval("SELECT count(*) FROM forge_webhooks")
-        assert stored == 1
+        forge.admins.update({ALICE, BOB})
+        yield policies
     finally:
         for c in clusters:
             await c.stop()
+
+
+async def test_hooks_registered_or_removed_by_one_process_are_seen_by_the_other(processes, forge) -> None:
+    a, b = processes
+    made = await a.ensure(PROJECT, ["push"], user_id=ALICE)
+    await _until(lambda: b.store.get(KEY) == made.row, "B knows the secret A registered")
+
+    # A second room connected through B widens the same hook, with the same secret.
+    widened = await b.ensure(PROJECT, ["push", "issues"], user_id=BOB)
+    [hook] = forge.hooks.values()
+    assert widened.row.secret == made.row.secret == hook.secret
+    assert widened.row.hook_id == made.row.hook_id and hook.events == ("issues", "push")
+    await _until(lambda: a.store.get(KEY) == widened.row, "A follows B's change")
+
+    assert await a.release(PROJECT, None, user_id=ALICE) == []
+    await _until(lambda: b.store.get(KEY) is None, "B forgets the removed hook")
+
+
+async def test_two_processes_changing_one_hook_at_once_leave_it_one_secret(processes, forge, db) -> None:
+    changes = await asyncio.gather(*(p.ensure(PROJECT, ["push"], user_id=ALICE) for p in processes))
+    [hook] = forge.hooks.values()
+    assert {c.row.secret for c in changes} == {hook.secret}
+    assert await db.fetchval("SELECT count(*) FROM forge_webhooks") == 1
