@@ -9,6 +9,8 @@ dicts with `guid`, `link`, `title`, `date` (datetime), `summary`, `author` (any 
 
 from __future__ import annotations
 
+import asyncio
+
 import gzip
 import hashlib
 import json
@@ -122,6 +124,7 @@ class Feed:
     retry_after: str | None = None
     redirect_to: str | None = None
     padding: int = 0  # bytes of XML comment appended (oversized bodies)
+    delay: float = 0.0  # seconds before answering (a slow server)
 
 
 @dataclass
@@ -136,6 +139,8 @@ class FakeFeeds:
         self.feeds: dict[str, Feed] = {}
         self.requests: list[Request] = []
         self._version = 0
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests answered at once
 
     def set_body(self, name: str, body: bytes, content_type: str = "application/rss+xml", **options: Any) -> Feed:
         self._version += 1
@@ -149,6 +154,7 @@ class FakeFeeds:
         if old is not None:  # keep behaviour set on the feed
             feed.conditional, feed.cache_control, feed.fail = old.conditional, old.cache_control, old.fail
             feed.retry_after, feed.redirect_to, feed.padding = old.retry_after, old.redirect_to, old.padding
+            feed.delay = old.delay
         for key, value in options.items():
             setattr(feed, key, value)
         self.feeds[name] = feed
@@ -170,6 +176,13 @@ class FakeFeeds:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         feed = self.feeds.get(name)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if feed is not None and feed.delay:
+                await asyncio.sleep(feed.delay)
+        finally:
+            self.in_flight -= 1
         response = self._answer(request, feed)
         self.requests.append(Request(name, dict(request.headers), response.status))
         return response

@@ -359,6 +359,16 @@ async def test_a_poll_whose_lease_was_taken_over_is_dropped(rig: Rig) -> None:
     assert await rig.posted() == [new_post(2)]
 
 
+async def test_polls_of_one_process_are_bounded_by_poll_concurrency(rig: Rig) -> None:
+    poller = rig.poller(poll_concurrency=2)
+    for n in range(6):
+        rig.feeds.set_items(f"slow{n}", [item(1)], delay=0.2)
+        await rig.subscribe(ROOM, rig.url(f"slow{n}"))
+    await rig.poll(poller)
+    assert len([r for r in rig.feeds.requests if r.name.startswith("slow")]) == 6
+    assert rig.feeds.most_in_flight == 2
+
+
 async def test_unsubscribed_feed_is_forgotten(rig: Rig) -> None:
     rig.feeds.set_items("a", [item(1)])
     await rig.subscribe(ROOM, rig.url("a"))
