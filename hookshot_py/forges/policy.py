@@ -479,6 +479,9 @@ class ProjectHooks(Generic[RefT]):
         row gets one when the forge `remember_unregistered`."""
         wanted = self.forge.order(events)
         key = self.forge.key(ref)
+        cached = self.store.get(key)
+        if cached is not None and cached.desired == wanted:
+            return  # the usual case (every connection loaded at start): no lock, no query
         async with self.lock(key):
             row = self.store.get(key)
             if row is None:
