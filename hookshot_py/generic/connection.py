@@ -11,6 +11,7 @@ profile, set when the state changes, never per message) and `msgtype` (without a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import uuid
@@ -304,7 +305,9 @@ class GenericHookType(ConnectionType[HookConfig]):
         text = f"Could not compile the transformation function of webhook **{name}**:\n\n```\n{error}\n```"
         content = {"msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html",
                    "formatted_body": render_markdown(text)}
-        await self.outbox.enqueue([OutgoingEvent(conn.room_id, content)])
+        # Once per script: not again from every bridge process, nor after each restart.
+        digest = hashlib.sha256(script.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        await self.outbox.enqueue([OutgoingEvent(conn.room_id, content, dedupe_key=f"script:{conn.id}:{digest}")])
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
         async def guarded() -> None:
