@@ -105,7 +105,8 @@ def build_services(
     manager = ConnectionManager(
         ConnectionMirror(db, origin), RoomAccess(gateway, permissions), gateway, outbox, metrics
     )
-    dms = DirectMessages(db, gateway, origin)
+    # With encryption on, the DMs the bot opens are encrypted: they carry webhook URLs and tokens.
+    dms = DirectMessages(db, gateway, origin, encrypted=sealer is not None)
     # Changes other bridge processes make reach this one within a notification's time.
     cluster.subscribe(MIRROR_CHANNEL, manager.changed_elsewhere)
     cluster.subscribe(DM_CHANNEL, dms.changed_elsewhere)

@@ -16,10 +16,11 @@ CHANNEL = "hookshot_dms"  # payload: the origin process id
 
 
 class DirectMessages:
-    def __init__(self, db: Database, gateway: MatrixGateway, origin: str = "") -> None:
+    def __init__(self, db: Database, gateway: MatrixGateway, origin: str = "", *, encrypted: bool = False) -> None:
         self.db = db
         self.gateway = gateway
         self.origin = origin
+        self.encrypted = encrypted  # new DM rooms are created encrypted
         self._room_of: dict[str, str] = {}
         self._user_of: dict[str, str] = {}
         self._lock = asyncio.Lock()
@@ -65,7 +66,7 @@ class DirectMessages:
             room_id = self._room_of.get(user_id)
             if room_id is not None:
                 return room_id
-            room_id = await self.gateway.create_dm(user_id, name="Hookshot")
+            room_id = await self.gateway.create_dm(user_id, name="Hookshot", encrypted=self.encrypted)
             log.info("Created DM room %s with %s", room_id, user_id)
             await self.record(user_id, room_id)
             return room_id

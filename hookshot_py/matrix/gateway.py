@@ -26,6 +26,8 @@ from hookshot_py.matrix.send_client import SendClient, SendNotSent, SendUnknown
 
 log = logging.getLogger(__name__)
 
+MEGOLM = "m.megolm.v1.aes-sha2"
+
 
 class SendError(Exception):
     """A failed send. `retry_after_ms` is set for 429; `permanent` means retrying cannot help."""
@@ -104,12 +106,16 @@ class MatrixGateway:
         content = await self.state(room_id, "m.room.member", user_id)
         return content.get("membership") if content else None
 
-    async def create_dm(self, user_id: str, name: str | None = None) -> str:
+    async def create_dm(self, user_id: str, name: str | None = None, *, encrypted: bool = False) -> str:
+        """A direct-message room with `user_id` (invited), encrypted from its first event if asked:
+        messages queued for it before the user joins are shared with their devices as invited."""
+        initial_state = [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}]
         room_id = await self._bot.create_room(
             preset=RoomCreatePreset.TRUSTED_PRIVATE,
-            invitees=[user_id],
+            invitees=[UserID(user_id)],
             is_direct=True,
             name=name,
+            initial_state=initial_state if encrypted else None,
         )
         await self._bot.state_store.joined(room_id, self._bot.mxid)
         return room_id

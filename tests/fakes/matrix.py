@@ -509,7 +509,7 @@ class FakeMatrixGateway:
         content = await self.state(room_id, MEMBER, user_id)
         return content.get("membership") if content else None
 
-    async def create_dm(self, user_id: str, name: str | None = None) -> str:
+    async def create_dm(self, user_id: str, name: str | None = None, *, encrypted: bool = False) -> str:
         self._call("create_dm", user_id, name)
         return self.hs.create_room(
             self.bot_mxid, invite=[user_id], name=name, preset="trusted_private_chat", is_direct=True

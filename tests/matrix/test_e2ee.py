@@ -11,7 +11,7 @@ import asyncpg
 import pytest_asyncio
 from support.e2ee import E2EEUser
 from support.fixtures import BOT
-from support.helpers import dm_webhook_url, eventually, http, is_notice_with
+from support.helpers import eventually, http, is_notice_with
 
 from hookshot_py.devenv.matrix_client import MatrixTestClient
 from hookshot_py.generic.connection import EVENT_TYPE
@@ -76,7 +76,9 @@ async def test_webhook_message_is_posted_encrypted_by_its_ghost_and_read_by_the_
 
     await alice.send_text(room, "!hookshot webhook ci-builds")
     await alice.wait_for_text(room, "Room configured to bridge webhook **ci-builds**", sender=BOT)
-    url = await dm_webhook_url(alice.plain, "ci-builds")  # the bot's DM is not encrypted
+    dm, url = await alice.dm_webhook_url("ci-builds")  # the DM the bot opens is encrypted too
+    dm_event = next(e for e in alice.decrypted(dm) if "ci-builds" in str(getattr(e, "body", "")))
+    assert (await _stored(alice, dm, dm_event.event_id))["type"] == "m.room.encrypted"
 
     assert (await http("POST", url, json={"text": "Build **passed**"}))[0] == 202
     msg = await alice.wait_for_text(room, "Build **passed**", sender="@_webhooks_ci-builds:hookshot.test")
@@ -174,7 +176,7 @@ async def test_restart_and_sigkill_with_messages_queued_keep_encryption_working(
     room = await _encrypted_room_with_bot(alice)
     await alice.send_text(room, "!hookshot webhook durable")
     await alice.wait_for_text(room, "Room configured to bridge webhook", sender=BOT)
-    url = await dm_webhook_url(alice.plain, "durable")
+    _, url = await alice.dm_webhook_url("durable")
     assert (await http("POST", url, json={"text": "first 0"}))[0] == 202
     await alice.wait_for_text(room, "first 0")
     [device] = await _devices(harness.dsn)

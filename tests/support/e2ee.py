@@ -99,6 +99,17 @@ class E2EEUser:
         assert event_id, resp
         return str(event_id)
 
+    async def dm_webhook_url(self, name: str, timeout: float = 30.0) -> tuple[str, str]:
+        """Accept the bot's (encrypted) DM and return (its room, the webhook URL sent for `name`)."""
+        from support.helpers import URL_RE
+
+        dm = await self.plain.wait_for_invite(timeout)
+        await self.join(dm)
+        event = await self.wait_for_text(dm, f"**{name}**", timeout=timeout)
+        match = URL_RE.search(str(event.body))
+        assert match, event
+        return dm, match.group(1)
+
     def decrypted(self, room_id: str) -> list[RoomMessage]:
         return [e for e in self.timeline.get(room_id, []) if isinstance(e, RoomMessage)]
 
