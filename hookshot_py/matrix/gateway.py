@@ -109,13 +109,13 @@ class MatrixGateway:
     async def create_dm(self, user_id: str, name: str | None = None, *, encrypted: bool = False) -> str:
         """A direct-message room with `user_id` (invited), encrypted from its first event if asked:
         messages queued for it before the user joins are shared with their devices as invited."""
-        initial_state = [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}]
+        encryption = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
         room_id = await self._bot.create_room(
             preset=RoomCreatePreset.TRUSTED_PRIVATE,
             invitees=[UserID(user_id)],
             is_direct=True,
             name=name,
-            initial_state=initial_state if encrypted else None,
+            initial_state=[encryption] if encrypted else [],
         )
         await self._bot.state_store.joined(room_id, self._bot.mxid)
         return room_id
