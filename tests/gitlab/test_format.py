@@ -90,6 +90,12 @@ EXPECTED: dict[str, str | None] = {
         f'**alice** created new wiki page "[Sprocket care]({H}/-/wikis/sprocket-care)" for acme/widgets '
         '"Add a page on sprockets"'
     ),
+    "wiki_page.update": (
+        f'**alice** updated wiki page "[Sprocket care]({H}/-/wikis/sprocket-care)" for acme/widgets "Mention grease"'
+    ),
+    "wiki_page.delete": f'**alice** deleted wiki page "[Sprocket care]({H}/-/wikis/sprocket-care)" for acme/widgets',
+    "pipeline.canceled": f"⏹️ Pipeline [#31]({H}/-/pipelines/3101) was canceled for branch [`main`]({H}/-/tree/main) "
+                         "of acme/widgets",
     "pipeline.failed": f'❌ Pipeline [#31]({H}/-/pipelines/3101) failed for MR {MR}: "Add sprockets"',
     "pipeline.success": f"✅ Pipeline [#31]({H}/-/pipelines/3101) succeeded for branch [`main`]({H}/-/tree/main) "
                         "of acme/widgets",
