@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakes.feeds import FakeFeeds, item
+from fakes.feeds import FakeFeeds, item, rss
 
 from hookshot_py.feeds.fetch import FeedFetcher, FetchError, parse_retry_after
 from hookshot_py.net.guard import UrlPolicy, guarded_session
@@ -65,6 +65,38 @@ async def test_gzip_bomb_stops_at_the_limit(aiohttp_server: Any) -> None:
     async with guarded_session(LOCAL, auto_decompress=False) as session:
         with pytest.raises(FetchError) as info:
             await FeedFetcher(session, LOCAL, max_bytes=1024 * 1024).fetch(f"http://127.0.0.1:{server.port}/bomb")
+    assert info.value.kind == "too_large"
+
+
+@pytest.mark.parametrize("wbits", [15, -15], ids=["zlib", "raw"])
+async def test_deflate_is_decompressed_and_bounded(aiohttp_server: Any, wbits: int) -> None:
+    """`Content-Encoding: deflate` means zlib-wrapped data; some servers send it raw: both are read,
+    and a deflate bomb stops at the limit like a gzip one."""
+    import zlib
+
+    from aiohttp import web
+
+    feed = rss("Deflated", [item(n) for n in range(5)])
+
+    def deflate(data: bytes) -> bytes:
+        packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+        return packer.compress(data) + packer.flush()
+
+    bodies = {"/feed": deflate(feed), "/bomb": deflate(b"<" + b"a" * (50 * 1024 * 1024))}
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=bodies[request.path],
+                            headers={"Content-Encoding": "deflate", "Content-Type": "application/rss+xml"})
+
+    app = web.Application()
+    app.router.add_get("/feed", serve)
+    app.router.add_get("/bomb", serve)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    async with guarded_session(LOCAL, auto_decompress=False) as session:
+        fetcher = FeedFetcher(session, LOCAL, max_bytes=1024 * 1024)
+        assert (await fetcher.fetch(f"http://127.0.0.1:{server.port}/feed")).body == feed
+        with pytest.raises(FetchError) as info:
+            await fetcher.fetch(f"http://127.0.0.1:{server.port}/bomb")
     assert info.value.kind == "too_large"
 
 
