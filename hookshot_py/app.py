@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -23,7 +23,6 @@ from hookshot_py.integration import Integration
 from hookshot_py.lifecycle import STOP_DEADLINE, Deadline
 from hookshot_py.listeners.http import ListenerRunner, add_health_routes
 from hookshot_py.matrix.appservice import HookshotAppService
-from hookshot_py.matrix.crypto import RoomCrypto
 from hookshot_py.matrix.encrypted_rooms import EncryptedRooms
 from hookshot_py.matrix.events import join_permission_rooms
 from hookshot_py.matrix.gateway import MatrixGateway
@@ -31,6 +30,9 @@ from hookshot_py.matrix.homeserver import HomeserverCheck, HomeserverState, Home
 from hookshot_py.metrics import Metrics
 from hookshot_py.services import Services, build_services
 from hookshot_py.tokens import SecretBox
+
+if TYPE_CHECKING:
+    from hookshot_py.matrix.crypto import RoomCrypto
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,8 @@ class Bridge:
         error = encryption_error(self.config, self.registration)
         if error is not None:
             raise error
+        from hookshot_py.matrix.crypto import RoomCrypto  # mautrix's crypto: only when enabled
+
         return RoomCrypto(
             homeserver=self.config.bridge.url,
             bot_mxid=appservice.bot_mxid,

@@ -19,8 +19,6 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import fastfeedparser
-
 from hookshot_py.feeds.identity import ALIAS_PREFIX, alias_key, identity_key, item_id
 
 log = logging.getLogger(__name__)
@@ -129,6 +127,8 @@ def _item(entry: Any, base_url: str) -> FeedItem | None:
 def parse_feed(body: bytes, url: str) -> ParsedFeed:
     """Parse a feed document fetched from `url` (used to resolve relative links). Blocking CPU
     work: run it in a thread. Raises FeedParseError for a document that is not a feed."""
+    import fastfeedparser  # with lxml, 7 MiB of memory: loaded by the first feed parsed
+
     try:
         parsed = fastfeedparser.parse(body)  # bytes: never fetched by the library itself
     except ValueError as e:

@@ -60,6 +60,8 @@ from mautrix.types import (
 )
 from mautrix.util.async_db import Database as MautrixDatabase
 
+from hookshot_py.matrix.encrypted_rooms import ENCRYPTED, ENCRYPTION, Undecryptable
+
 log = logging.getLogger(__name__)
 
 
@@ -69,8 +71,6 @@ def _json(value: Any) -> Any:
 
 CRYPTO_SCHEMA = "mautrix_crypto"
 CRYPTO_LOCK_ID = 0x686F6F6B_73686F74  # "hookshot"
-ENCRYPTION = "m.room.encryption"
-ENCRYPTED = "m.room.encrypted"
 # The bot's own account data remembers which device holds its crypto state: finding it there while
 # Postgres has no Olm account means the crypto state was lost (and is said so in the log).
 DEVICE_ACCOUNT_DATA = "org.hookshot_py.e2ee"
@@ -103,15 +103,6 @@ async def hold_crypto_lock(dsn: str) -> asyncpg.Connection:
 
 class CryptoStateLost(RuntimeError):
     """The stored crypto state cannot be used (no account, wrong pickle key, device gone)."""
-
-
-@dataclass
-class Undecryptable:
-    """An encrypted event we could not read, and why, for the reply that tells its sender."""
-
-    event: dict[str, Any]
-    session_id: str
-    reason: str
 
 
 @dataclass

@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from hookshot_py.matrix.crypto import ENCRYPTED, ENCRYPTION, RoomCrypto, Undecryptable
 from hookshot_py.matrix.gateway import MatrixGateway
 from hookshot_py.matrix.outbox import Outbox, OutgoingEvent
 
+if TYPE_CHECKING:  # mautrix's crypto (12 MiB of memory) is imported only with encryption on
+    from hookshot_py.matrix.crypto import RoomCrypto
+
 log = logging.getLogger(__name__)
+
+ENCRYPTION = "m.room.encryption"
+ENCRYPTED = "m.room.encrypted"
+
+
+@dataclass
+class Undecryptable:
+    """An encrypted event we could not read, and why, for the reply that tells its sender."""
+
+    event: dict[str, Any]
+    session_id: str
+    reason: str
 
 MEMBER = "m.room.member"
 
