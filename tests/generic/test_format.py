@@ -386,3 +386,12 @@ def test_html_only_body_of_a_megabyte_is_bounded() -> None:
     # The markup past the sanitiser's cap is cut off; what is left still fits an event.
     assert content_size(content) <= MAX_EVENT_SIZE_BYTES
     assert "end" not in content["body"]
+
+
+def test_only_small_bodies_without_brackets_render_on_the_event_loop() -> None:
+    from hookshot_py.generic.webhook import INLINE_BODY_BYTES, cheap_to_render
+
+    assert cheap_to_render(b'{"text": "Build **passed** on `main`"}')
+    assert not cheap_to_render(b'{"text": "[docs](https://example.org)"}')  # brackets: quadratic in markdown-it
+    assert not cheap_to_render(b'{"text": "' + b"*_" * 20 + b'"}')  # too many delimiters
+    assert not cheap_to_render(b'{"text": "' + b"a" * INLINE_BODY_BYTES + b'"}')  # too large
