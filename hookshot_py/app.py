@@ -49,6 +49,7 @@ class Runtime:
     cluster: Cluster
     appservice: HookshotAppService
     core: Core
+    encrypted: EncryptedRooms
     crypto: RoomCrypto | None = None  # with encryption enabled
     runners: list[web.AppRunner] = field(default_factory=list)
 
@@ -119,7 +120,11 @@ class Bridge:
         await self._start_listeners(rt)
         await self.homeserver.wait_for_token()
         if rt.crypto is not None:  # before the ping: Synapse then resends what it held back
-            await rt.crypto.start(on_late_decrypt=rt.core.router.on_event)
+            await rt.crypto.start(
+                on_late_decrypt=rt.core.router.on_event,
+                on_encrypted=rt.encrypted.on_encrypted,
+                on_leading=rt.services.outbox.resync,
+            )
         if not await self.homeserver.ping():
             self._spawn(self.homeserver.ping_until_ok(), "homeserver-ping")
         await rt.services.outbox.start()
@@ -148,7 +153,7 @@ class Bridge:
             default_ua=f"hookshot_py/{__version__}",
         )
         box = await asyncio.to_thread(SecretBox.from_pass_file, self.config.pass_file)
-        crypto = self._make_crypto(appservice, db.dsn, box)
+        crypto = self._make_crypto(appservice, db, cluster, box)
         services = build_services(
             self.config, db, MatrixGateway(appservice), self.metrics, box, sealer=crypto, cluster=cluster
         )
@@ -161,9 +166,11 @@ class Bridge:
         appservice.is_own_user = reg.is_exclusive_user
         appservice.crypto = crypto
         appservice.cpu = services.cpu
-        return Runtime(db, cluster, appservice, core, crypto)
+        return Runtime(db, cluster, appservice, core, encrypted, crypto)
 
-    def _make_crypto(self, appservice: HookshotAppService, dsn: str, box: SecretBox) -> RoomCrypto | None:
+    def _make_crypto(
+        self, appservice: HookshotAppService, db: Database, cluster: Cluster, box: SecretBox
+    ) -> RoomCrypto | None:
         """The bot's encryption device, when `encryption.enabled` (README, "Encrypted rooms")."""
         if self.config.encryption is None or not self.config.encryption.enabled:
             return None
@@ -171,15 +178,18 @@ class Bridge:
         if error is not None:
             raise error
         from hookshot_py.matrix.crypto import RoomCrypto  # mautrix's crypto: only when enabled
+        from hookshot_py.matrix.crypto_spool import CryptoSpool
 
         return RoomCrypto(
             homeserver=self.config.bridge.url,
             bot_mxid=appservice.bot_mxid,
             as_token=self.registration.as_token,
-            dsn=dsn,
+            dsn=db.dsn,
             pickle_key=box.derive("e2ee pickle key"),
             bot=lambda: appservice.intent,  # exists once the appservice started
             is_bridge_user=self.registration.is_exclusive_user,
+            spool=CryptoSpool(db),
+            cluster=cluster,
         )
 
     async def stop(self) -> None:

@@ -6,6 +6,12 @@ and the bridge creates its bot's device itself (MSC4190). mautrix's OlmMachine d
 work with libolm (python-olm); its asyncpg crypto store keeps the account, sessions and device
 lists in their own Postgres schema (`mautrix_crypto`, versioned by mautrix, never by our alembic).
 
+Several bridge processes: the one holding the crypto lock (a Postgres advisory lock) loads the
+device; the others spool what only it can handle (`crypto_spool.py`), leave encrypted rooms to it
+in the outbox (`may_deliver`, `HandOver`), and wait on the lock to take the device over from
+Postgres when it stops or dies. Two processes never use the device at once: they would reuse
+Megolm message indices, and clients reject those.
+
 Synapse (1.163) caveats, read from its code: it sends an appservice its to-device events only in
 live transactions. A transaction it retries is rebuilt from the database without them
 (`get_oldest_unsent_txn` → `to_device_messages=[]`), and while it considers the appservice down it
@@ -60,7 +66,11 @@ from mautrix.types import (
 )
 from mautrix.util.async_db import Database as MautrixDatabase
 
+from hookshot_py.db.cluster import Cluster
+from hookshot_py.matrix.crypto_spool import CHANNEL as SPOOL_CHANNEL
+from hookshot_py.matrix.crypto_spool import CryptoSpool, Item
 from hookshot_py.matrix.encrypted_rooms import ENCRYPTED, ENCRYPTION, Undecryptable
+from hookshot_py.matrix.outbox_sender import HandOver
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +88,15 @@ DEVICE_NAME = "hookshot_py bridge"
 # Undecryptable events wait this long for their keys before they are dropped.
 KEY_WAIT_S = 600.0
 MAX_PENDING = 1000
-MAX_EARLY = 10_000
+# Every process hears here that a room turned encryption on (payload: the room id).
+ROOMS_CHANNEL = "hookshot_crypto_rooms"
+# The leader reads the spool when notified, and this often in case a notification was missed.
+DRAIN_EVERY_S = 10.0
 
 
-class CryptoInUse(RuntimeError):
-    """Another process uses this database's crypto state: two would reuse Megolm message indices."""
-
-
-async def hold_crypto_lock(dsn: str) -> asyncpg.Connection:
-    """A connection holding the crypto state's advisory lock until it is closed (or the process dies)."""
+async def try_crypto_lock(dsn: str) -> asyncpg.Connection | None:
+    """A connection holding the crypto state's advisory lock until it is closed (or the process
+    dies), or None when another process holds it: two would reuse Megolm message indices."""
     conn = await asyncpg.connect(dsn)
     try:
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", CRYPTO_LOCK_ID):
@@ -95,10 +105,18 @@ async def hold_crypto_lock(dsn: str) -> asyncpg.Connection:
         await conn.close()
         raise
     await conn.close()
-    raise CryptoInUse(
-        "another bridge process uses this database's encryption state; run a single process with "
-        "encryption enabled (two would encrypt with the same keys and clients would reject messages)"
-    )
+    return None
+
+
+async def wait_crypto_lock(dsn: str) -> asyncpg.Connection:
+    """The crypto lock, once the process holding it has let it go (stopped, died, lost Postgres)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", CRYPTO_LOCK_ID)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
 
 
 class CryptoStateLost(RuntimeError):
@@ -148,10 +166,16 @@ class _Rooms(StateStore):
 class RoomCrypto:
     """The bot's Olm device. Built and started by the app when `encryption.enabled`.
 
+    Of several bridge processes on one database, one holds the device: the *leader*, holder of the
+    crypto lock. The others (*followers*) hand it, through the spool (`crypto_spool.py`), what they
+    receive that only the device can handle, never deliver an encrypted room from the outbox, and
+    wait for the lock: when the leader stops or dies, one of them loads the device from Postgres.
+
     - `handle_transaction(to_device, device_lists, otk_counts)`: the extras of a homeserver transaction.
     - `decrypt(event)`: an `m.room.encrypted` event → the plain event, waiting a little for its keys.
+    - `spool_event(event)`: the same event, on a follower: handed to the leader.
     - `seal(room_id, type, content)`: encrypt just before sending if the room is encrypted (the outbox).
-    - `on_state_event(event)`: member and encryption changes (who gets the next Megolm session).
+    - `on_room_state(event)`: member and encryption changes (who gets the next Megolm session).
     """
 
     def __init__(
@@ -164,11 +188,17 @@ class RoomCrypto:
         pickle_key: str,
         bot: Callable[[], IntentAPI],
         is_bridge_user: Callable[[str], bool],
+        spool: CryptoSpool,
+        cluster: Cluster,
     ) -> None:
         self.bot_mxid = bot_mxid
+        self._homeserver = homeserver
         self._as_token = as_token
+        self._pickle_key = pickle_key
         self._bot_intent = bot  # the appservice bot (no device), for state, members and account data
         self._is_bridge_user = is_bridge_user
+        self.spool = spool
+        self.cluster = cluster
         self.db = MautrixDatabase.create(
             dsn,
             upgrade_table=PgCryptoStore.upgrade_table,
@@ -176,18 +206,28 @@ class RoomCrypto:
             log=logging.getLogger("mau.crypto.db"),
         )
         self._dsn = dsn
-        self.store = PgCryptoStore(bot_mxid, pickle_key, self.db)
         self.rooms = _Rooms(self._fetch_encryption, self._fetch_members, is_bridge_user)
-        self.client = Client(mxid=bot_mxid, base_url=homeserver, token=as_token)
-        self.machine = OlmMachine(self.client, self.store, self.rooms)
+        self._new_machine()
         self._share_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._waiters: set[asyncio.Task[None]] = set()
         self._on_late_decrypt: Callable[[dict[str, Any]], Awaitable[None]] | None = None
-        self._early: list[tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, dict[str, dict[str, int]]]]] = []
-        self.ready = False
+        self._on_encrypted: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        self._on_leading: Callable[[], Awaitable[None]] | None = None
+        self.ready = False  # this process holds the device (the leader) and it is loaded
         self._ready = asyncio.Event()
         self._lock: asyncpg.Connection | None = None
+        self._db_started = False
+        self._drain_lock = asyncio.Lock()
+        self._drain_wanted = False
+        self._last_otk: dict[str, dict[str, int]] | None = None  # the last key counts spooled
+        self._running = False
+
+    def _new_machine(self) -> None:
+        """A machine with nothing in memory: whatever another process did is read from Postgres."""
+        self.store = PgCryptoStore(self.bot_mxid, self._pickle_key, self.db)
+        self.client = Client(mxid=self.bot_mxid, base_url=self._homeserver, token=self._as_token)
+        self.machine = OlmMachine(self.client, self.store, self.rooms)
 
     @property
     def _bot(self) -> IntentAPI:
@@ -199,12 +239,60 @@ class RoomCrypto:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, on_late_decrypt: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        """Open the store, make sure our device exists with its keys on the homeserver."""
+    async def start(
+        self,
+        on_late_decrypt: Callable[[dict[str, Any]], Awaitable[None]],
+        on_encrypted: Callable[[dict[str, Any]], Awaitable[None]],
+        on_leading: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Take the device if no other process holds it; otherwise follow, and wait for it.
+
+        `on_encrypted` handles an encrypted event another process received; `on_leading` is called
+        once this process holds the device (the outbox then delivers the encrypted rooms)."""
         self._on_late_decrypt = on_late_decrypt
-        self._lock = await hold_crypto_lock(self._dsn)
-        await self._lock.execute(f"CREATE SCHEMA IF NOT EXISTS {CRYPTO_SCHEMA}")
-        await self.db.start()
+        self._on_encrypted = on_encrypted
+        self._on_leading = on_leading
+        self._running = True
+        self.cluster.subscribe(SPOOL_CHANNEL, self._notified)
+        self.cluster.subscribe(ROOMS_CHANNEL, self._room_changed)
+        self.cluster.on_reconnect(self._notifications_missed)
+        lock = await try_crypto_lock(self._dsn)
+        if lock is None:
+            log.info(
+                "Another bridge process holds the bot's encryption device: this one hands it what it "
+                "receives for encrypted rooms, and takes the device over if that process stops"
+            )
+            self._spawn(self._await_leadership(), "crypto-leadership")
+            return
+        await self._lead(lock)
+
+    async def _await_leadership(self) -> None:
+        while self._running:
+            try:
+                lock = await wait_crypto_lock(self._dsn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("Waiting for the encryption device's lock failed (%s); trying again in 5 s", e)
+                await asyncio.sleep(5)
+                continue
+            log.info("The process that held the bot's encryption device is gone: this one takes it over")
+            try:
+                await self._lead(lock)
+            except Exception:
+                log.exception("Could not take the encryption device over; trying again in 5 s")
+                await self._step_down(lock)
+                await asyncio.sleep(5)
+                continue
+            return
+
+    async def _lead(self, lock: asyncpg.Connection) -> None:
+        """Load (or create) the device from Postgres and handle what the other processes spooled."""
+        self._lock = lock
+        lock.add_termination_listener(self._lock_lost)
+        await lock.execute(f"CREATE SCHEMA IF NOT EXISTS {CRYPTO_SCHEMA}")
+        if not self._db_started:
+            await self.db.start()
+            self._db_started = True
+        self._new_machine()
         await self.store.open()
         self.client.api.token = self._as_token
         known = await self._remembered_device()
@@ -236,23 +324,44 @@ class RoomCrypto:
             self.machine.account = None
             await self._new_device()
         self.ready = True
-        early, self._early = self._early, []
-        for extras in early:
-            await self._handle_extras(*extras)
         self._ready.set()
+        await self._drain()
+        self._spawn(self._drain_every(), "crypto-spool")
         self._spawn(self._load_rooms_with_sessions(), "crypto-rooms")
         log.info("End-to-end encryption ready (appservice mode, device %s)", self.device_id)
+        if self._on_leading is not None:
+            await self._on_leading()
+
+    def _lock_lost(self, _conn: object) -> None:
+        """The lock's connection is gone (Postgres restarted?): another process may take the device
+        now, so this one stops using it and waits for the lock again."""
+        if not self._running or self._lock is None:
+            return
+        log.error("Lost the encryption device's lock (connection to Postgres closed): no longer "
+                  "encrypting or decrypting until this process holds it again")
+        self.ready = False
+        self._ready.clear()
+        self._lock = None
+        self._spawn(self._await_leadership(), "crypto-leadership")
+
+    async def _step_down(self, lock: asyncpg.Connection) -> None:
+        self.ready = False
+        self._ready.clear()
+        self._lock = None
+        await lock.close()
 
     async def stop(self) -> None:
+        self._running = False
         self.ready = False
         for task in list(self._waiters):
             task.cancel()
         await asyncio.gather(*self._waiters, return_exceptions=True)
         await self.client.api.session.close()
-        await self.db.stop()
+        if self._db_started:
+            await self.db.stop()
         if self._lock is not None:
-            await self._lock.close()
-            self._lock = None
+            lock, self._lock = self._lock, None
+            await lock.close()
 
     async def _load_rooms_with_sessions(self) -> None:
         """Members of the rooms we encrypt for, so a device change there rotates the session."""
@@ -326,17 +435,23 @@ class RoomCrypto:
     ) -> None:
         """Room keys, key requests, device list changes and key counts of one transaction.
 
-        Never raises: Synapse (1.163) rebuilds a transaction it has to retry without its to-device
-        events, so refusing one would lose its room keys for good. Before `start` finished they
-        are kept in memory and handled then.
+        The leader handles them (after what the spool holds: keys before the events that need
+        them), logging what fails: Synapse (1.163) rebuilds a transaction it has to retry without
+        its to-device events, so refusing one would lose its room keys for good. A follower, or the
+        leader before its device is loaded, stores them in the spool first; only that write can
+        fail the transaction (the database is down: nothing could be acknowledged anyway).
         """
-        if not self.ready:
-            if len(self._early) < MAX_EARLY:
-                self._early.append((to_device, device_lists, otk_counts))
-            else:
-                log.error("Dropping to-device events that arrived while encryption was starting (too many)")
+        ours = [e for e in to_device if e.get("to_user_id") == self.bot_mxid]
+        changes = device_lists if device_lists and (device_lists.get("changed") or device_lists.get("left")) else None
+        if self.ready:
+            await self._drain()
+            await self._handle_extras(ours, changes, otk_counts)
             return
-        await self._handle_extras(to_device, device_lists, otk_counts)
+        counts = otk_counts.get(self.bot_mxid) or {}
+        fresh_counts = {} if counts == self._last_otk else {self.bot_mxid: counts}
+        if ours or changes or fresh_counts:
+            await self.spool.put("extras", {"to_device": ours, "device_lists": changes, "otk_counts": fresh_counts})
+            self._last_otk = counts
 
     async def _handle_extras(
         self,
@@ -362,17 +477,43 @@ class RoomCrypto:
         except Exception as e:
             log.error("Could not handle device list changes or key counts: %s", e)
 
+    async def spool_event(self, event: dict[str, Any]) -> None:
+        """An encrypted room event this process cannot decrypt itself: for the leader."""
+        await self.spool.put("event", event)
+
+    async def on_room_state(self, event: dict[str, Any]) -> None:
+        """A state event from the homeserver: the leader tracks it (`on_state_event`); a follower
+        hands the leader the membership changes of rooms that may be encrypted. Either tells every
+        process when a room turns encryption on, so none of them posts there in clear again."""
+        if event.get("type") == ENCRYPTION and event.get("state_key") == "":
+            await self.cluster.notify(ROOMS_CHANNEL, str(event.get("room_id", "")))
+        if self.ready:
+            self.on_state_event(event)
+            return
+        self._track_encryption(event)
+        user = event.get("state_key")
+        if (
+            event.get("type") == "m.room.member" and isinstance(user, str) and not self._is_bridge_user(user)
+            and self.rooms.encryption.get(event.get("room_id", ""), True) is not None
+        ):
+            await self.spool.put("state", event)
+
+    def _track_encryption(self, event: dict[str, Any]) -> bool:
+        if event.get("type") != ENCRYPTION or event.get("state_key") != "":
+            return False
+        try:
+            content = RoomEncryptionStateEventContent.deserialize(_json(event.get("content") or {}))
+        except SerializerError:
+            return True
+        self.rooms.encryption[event.get("room_id", "")] = content
+        return True
+
     def on_state_event(self, event: dict[str, Any]) -> None:
         """Track encryption settings and members; a member change means a new Megolm session."""
-        room_id, etype = event.get("room_id", ""), event.get("type")
-        content = event.get("content") or {}
-        if etype == ENCRYPTION and event.get("state_key") == "":
-            try:
-                self.rooms.encryption[room_id] = RoomEncryptionStateEventContent.deserialize(_json(content))
-            except SerializerError:
-                pass
+        if self._track_encryption(event):
             return
-        if etype != "m.room.member" or room_id not in self.rooms.members:
+        room_id, content = event.get("room_id", ""), event.get("content") or {}
+        if event.get("type") != "m.room.member" or room_id not in self.rooms.members:
             return
         user = event.get("state_key")
         if not isinstance(user, str) or self._is_bridge_user(user):
@@ -386,6 +527,64 @@ class RoomCrypto:
 
     async def is_encrypted(self, room_id: str) -> bool:
         return await self.rooms.is_encrypted(RoomID(room_id))
+
+    # -- the spool (what followers received) ------------------------------------------------------
+
+    def _notified(self, _payload: str) -> None:
+        if self.ready and not self._drain_wanted:
+            self._drain_wanted = True
+            self._spawn(self._drain(), "crypto-spool")
+
+    async def _drain_every(self) -> None:
+        """Notifications can be missed (the listening connection reconnected): look now and then."""
+        while self.ready:
+            await asyncio.sleep(DRAIN_EVERY_S)
+            try:
+                await self._drain()
+            except Exception as e:
+                log.warning("Reading the encryption spool failed: %s", e)
+
+    async def _drain(self) -> None:
+        """Handle what the spool holds, oldest first, then delete it. Items of a leader that died
+        half-way are handled again by the next one: commands are run once all the same
+        (`command_runs`), and a room key given twice changes nothing."""
+        self._drain_wanted = False
+        async with self._drain_lock:
+            while self.ready:
+                items = await self.spool.take()
+                if not items:
+                    return
+                for item in items:
+                    try:
+                        await self._handle_spooled(item)
+                    except Exception:
+                        log.exception("Could not handle a spooled %s item; dropping it", item.kind)
+                await self.spool.done([i.id for i in items])
+
+    async def _handle_spooled(self, item: Item) -> None:
+        body = item.body if isinstance(item.body, dict) else {}
+        if item.kind == "extras":
+            to_device = body.get("to_device")
+            device_lists, otk_counts = body.get("device_lists"), body.get("otk_counts")
+            await self._handle_extras(
+                [e for e in to_device if isinstance(e, dict)] if isinstance(to_device, list) else [],
+                device_lists if isinstance(device_lists, dict) else None,
+                otk_counts if isinstance(otk_counts, dict) else {},
+            )
+        elif item.kind == "state":
+            self.on_state_event(body)
+        elif self._on_encrypted is not None:  # decrypting may wait for a key: never hold the spool up
+            self._spawn(self._on_encrypted(body), "decrypt")
+
+    def _room_changed(self, room_id: str) -> None:
+        """A room turned encryption on (seen by some process): read its settings again."""
+        if room_id:
+            self.rooms.encryption.pop(room_id, None)
+
+    async def _notifications_missed(self) -> None:
+        self.rooms.encryption.clear()
+        if self.ready:
+            await self._drain()
 
     # -- decrypting -------------------------------------------------------------------------------
 
@@ -475,9 +674,12 @@ class RoomCrypto:
     # -- encrypting (the outbox, at send time) ----------------------------------------------------
 
     async def seal(self, room_id: str, event_type: str, content: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """`(type, content)` as they must be sent: encrypted if the room is, unchanged if not."""
+        """`(type, content)` as they must be sent: encrypted if the room is, unchanged if not.
+        Raises `HandOver` for an encrypted room while another process holds the device."""
         if event_type == ENCRYPTED or not await self.rooms.is_encrypted(RoomID(room_id)):
             return event_type, content
+        if not self.ready:
+            raise HandOver(f"{room_id} is encrypted and another process holds the encryption device")
         etype = EventType.find(event_type, EventType.Class.MESSAGE)
         room = RoomID(room_id)
         async with self._share_locks[room_id]:
@@ -489,6 +691,18 @@ class RoomCrypto:
                 await self.machine.share_group_session(room, [UserID(u) for u in sorted(users)])
                 encrypted = await self.machine.encrypt_megolm_event(room, etype, content)
         return ENCRYPTED, encrypted.serialize()
+
+    async def may_deliver(self, room_id: str) -> bool:
+        """Whether this process may deliver the room: any room on the leader, rooms known not to
+        be encrypted on a follower. When the homeserver cannot say, the room is taken, and `seal`
+        decides for each message."""
+        if self.ready:
+            return True
+        try:
+            return not await self.rooms.is_encrypted(RoomID(room_id))
+        except Exception as e:
+            log.debug("Could not tell whether %s is encrypted (%s)", room_id, e)
+            return True
 
     # -- homeserver look-ups ------------------------------------------------------------------------
 

@@ -72,24 +72,23 @@ class EncryptedRooms:
         """Every event from the homeserver passes here first."""
         etype, room_id = event.get("type"), event.get("room_id", "")
         if "state_key" in event:
-            if self.on_state_event(event):
+            if self.crypto is not None:
+                await self.crypto.on_room_state(event)
+            elif etype == ENCRYPTION and event["state_key"] == "":
                 await self.tell_unsupported(room_id)
             content = event.get("content") or {}
             if etype == MEMBER and event["state_key"] == self.gateway.bot_mxid and content.get("membership") == "join":
                 self.spawn(self.on_bot_joined(room_id), "encrypted-room-check")
         if etype == ENCRYPTED:
+            if self.crypto is not None and not self.crypto.ready and not self.is_bridge_user(event.get("sender", "")):
+                # Another process holds the device (or it is loading): stored for it before the
+                # transaction is acknowledged.
+                await self.crypto.spool_event(event)
+                return
             # Decrypting may wait for keys that come in a later transaction: never hold this one up.
             self.spawn(self.on_encrypted(event), "decrypt")
             return
         await self.route(event)
-
-    def on_state_event(self, event: dict[str, Any]) -> bool:
-        """Keep crypto's view of rooms current. True when the room just turned encryption on and the
-        bridge cannot follow (the caller then tells the room)."""
-        if self.crypto is not None:
-            self.crypto.on_state_event(event)
-            return False
-        return event.get("type") == ENCRYPTION and event.get("state_key") == ""
 
     async def on_encrypted(self, event: dict[str, Any]) -> None:
         """An `m.room.encrypted` room event from the homeserver."""

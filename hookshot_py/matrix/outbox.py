@@ -297,6 +297,10 @@ class Outbox:
         await self.sender.start()
         self._janitor.start()
 
+    async def resync(self) -> None:
+        """Look at every room with pending rows again (this process may deliver more rooms now)."""
+        await self.sender.resync()
+
     async def stop(self) -> None:
         await self._janitor.stop()
         if self._flushers:

@@ -48,10 +48,17 @@ STATUS_DELAY_S = 0.05
 CLOCK_MARGIN_S = 300.0
 
 
+class HandOver(Exception):
+    """This process may not deliver the room (it is encrypted and another process holds the
+    encryption device): the room is released for that process."""
+
+
 class Sealer(Protocol):
     """Turns an event into what is sent: `(m.room.encrypted, ciphertext)` in an encrypted room."""
 
     async def seal(self, room_id: str, event_type: str, content: dict[str, Any]) -> tuple[str, dict[str, Any]]: ...
+
+    async def may_deliver(self, room_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class _Room:
         # written still shows them pending, and must not bring them back.
         self.delivered: set[int] = set()
         self.again = False  # woken while finishing: run once more
+        self.handover = False  # another process must deliver it (`HandOver`)
         self.event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -180,13 +188,13 @@ class Sender:
         self.depth_from_db: Callable[[int], None] = lambda n: None
         cluster.subscribe(CHANNEL, self._notified)
         cluster.on_lost(self._lost)
-        cluster.on_reconnect(self._resync)
+        cluster.on_reconnect(self.resync)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._running = True
-        await self._resync()
+        await self.resync()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="outbox-sweep")
 
     async def stop(self) -> None:
@@ -204,7 +212,7 @@ class Sender:
         except TimeoutError:
             log.warning("Outbox: delivered rows not recorded at stop; they are checked before any resend")
 
-    async def _resync(self) -> None:
+    async def resync(self) -> None:
         """Wake every room with pending rows (at start, and after notifications may have been lost)."""
         for room_id in await self.store.pending_rooms():
             self.wake(room_id, stale=True)
@@ -261,6 +269,9 @@ class Sender:
             while self._running:
                 room.again = False
                 async with self._room_slots:
+                    if self.sealer is not None and not await self.sealer.may_deliver(room.id):
+                        room.again = False
+                        return  # encrypted, and the encryption device is another process's
                     if not await self._try_lock(room.id):
                         room.again = False
                         return  # another process delivers it; that process was woken too
@@ -282,6 +293,10 @@ class Sender:
                         self._releasing.add(release)
                         release.add_done_callback(self._releasing.discard)
                         await asyncio.shield(release)
+                if room.handover:
+                    # Wake the others: the one holding the encryption device takes the room.
+                    await self.cluster.notify(CHANNEL, f"{self.store.origin}\t{room.id}")
+                    return
                 if not room.again:
                     return
         except asyncio.CancelledError:
@@ -322,7 +337,7 @@ class Sender:
 
     async def _deliver(self, room: _Room) -> None:
         loop = asyncio.get_running_loop()
-        while self._running:
+        while self._running and not room.handover:
             room.event.clear()
             if room.stale or (not room.complete and len(room.ids) < LOAD_LIMIT // 2):
                 await self._load(room)
@@ -418,6 +433,12 @@ class Sender:
                                                      timeout=SEND_TIMEOUT_S)
         except SendError as e:
             await self._failed(room, row, e)
+            return
+        except HandOver as e:
+            log.info("Outbox: handing %s over: %s", room.id, e)
+            row.attempts -= 1  # nothing was sent
+            room.handover = True
+            room.event.set()
             return
         except Exception as e:  # joining or sealing failed (homeserver down, no invite...)
             await self._retry(row, f"{type(e).__name__}: {e}", backoff_seconds(row.attempts), uncertain=False)

@@ -356,6 +356,68 @@ class CountingSealer:
             return event_type, content
         return "m.room.encrypted", {"body": content["body"], "ciphertext": f"sealed#{self.calls}"}
 
+    async def may_deliver(self, room_id: str) -> bool:
+        return True
+
+
+@dataclass
+class DeviceSealer:
+    """One process's view of the encryption device: `leader` holds it. `encrypted` rooms are known
+    encrypted; a room in `turned` turns out encrypted only when a message is sealed."""
+
+    leader: bool
+    encrypted: set[str] = field(default_factory=lambda: {"!enc"})
+    turned: set[str] = field(default_factory=set)
+    handed_over: int = 0
+
+    async def may_deliver(self, room_id: str) -> bool:
+        return self.leader or room_id not in self.encrypted
+
+    async def seal(self, room_id, event_type, content):  # type: ignore[no-untyped-def]
+        if room_id not in self.encrypted | self.turned:
+            return event_type, content
+        if not self.leader:
+            self.handed_over += 1
+            self.encrypted.add(room_id)  # as the real one, it remembers what it found
+            raise outbox_sender.HandOver(f"{room_id} is encrypted")
+        return "m.room.encrypted", {"body": content["body"], "ciphertext": "sealed"}
+
+
+async def test_a_process_without_the_encryption_device_leaves_encrypted_rooms_to_the_one_with_it(db):
+    """Rows a follower queues for an encrypted room are delivered, in order, by the process that
+    holds the device; a room found encrypted only at send time is handed over without a lost
+    attempt. Plain rooms are delivered by whoever takes them."""
+    leader_gw, follower_gw = ScriptedGateway(), ScriptedGateway()
+    follower_sealer = DeviceSealer(leader=False, turned={"!late"})
+    follower = Outbox(db, follower_gw, NoProfiles(), Metrics(), sealer=follower_sealer)  # type: ignore[arg-type]
+    sealer = DeviceSealer(leader=True, turned={"!late"})
+    leader = Outbox(db, leader_gw, NoProfiles(), Metrics(), sealer=sealer)  # type: ignore[arg-type]
+    await follower.start()
+    try:
+        ids: list[int] = []
+        for i in range(6):
+            ids += await _request(follower, [_msg("!enc", f"e{i}"), _msg("!late", f"l{i}"), _msg("!plain", f"p{i}")])
+        plain = [i for n, i in enumerate(ids) if n % 3 == 2]
+        assert all(await follower.wait_sent(plain, timeout=20))
+        for _ in range(100):
+            if follower_sealer.handed_over:
+                break
+            await asyncio.sleep(0.05)
+        assert follower_sealer.handed_over >= 1  # the rows it had in flight at once
+        assert follower_gw.bodies("!plain") == [f"p{i}" for i in range(6)]
+        assert not follower_gw.bodies("!enc") and not follower_gw.bodies("!late")
+        # The process with the device starts (or takes the device over): it delivers the rest.
+        await leader.start()
+        assert all(await follower.wait_sent(ids, timeout=20))
+        assert leader_gw.bodies("!enc") == [f"e{i}" for i in range(6)] and not follower_gw.bodies("!enc")
+        assert leader_gw.bodies("!late") == [f"l{i}" for i in range(6)] and not follower_gw.bodies("!late")
+        # Handing over is not a failed attempt: each row went out on its first.
+        attempts = await db.fetch("SELECT attempts FROM outbox WHERE room_id = '!late'")
+        assert {r["attempts"] for r in attempts} == {1}
+    finally:
+        await leader.stop()
+        await follower.stop()
+
 
 async def test_rows_are_sealed_at_send_time_each_attempt_with_the_rows_txn_id(db):
     """A 502 on "b" leaves its fate unknown: the room is searched for its marker, then it is sealed
