@@ -113,7 +113,7 @@ class DatabaseConfig:
 class OutboxConfig:
     """How messages are delivered to the homeserver (README, "Delivery order")."""
 
-    room_window: int = key(default=16, parse=values.positive_int)
+    room_window: int = key(default=32, parse=values.positive_int)
     """Messages of one room in flight to the homeserver at once (only messages whose requests overlapped)."""
     max_sending: int = key(default=128, parse=values.positive_int)
     """Messages in flight at once, all rooms together."""

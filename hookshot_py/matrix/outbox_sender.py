@@ -63,7 +63,7 @@ class Sealer(Protocol):
 
 @dataclass(frozen=True)
 class SenderSettings:
-    window: int = 16  # rows of one room in flight at once
+    window: int = 32  # rows of one room in flight at once
     max_sending: int = 128  # sends in flight, all rooms together
     max_rooms: int = 256  # rooms this process delivers at once (each holds an advisory lock)
 
