@@ -192,7 +192,6 @@ class RoomCrypto:
         cluster: Cluster,
     ) -> None:
         self.bot_mxid = bot_mxid
-        self._homeserver = homeserver
         self._as_token = as_token
         self._pickle_key = pickle_key
         self._bot_intent = bot  # the appservice bot (no device), for state, members and account data
@@ -207,6 +206,7 @@ class RoomCrypto:
         )
         self._dsn = dsn
         self.rooms = _Rooms(self._fetch_encryption, self._fetch_members, is_bridge_user)
+        self.client = Client(mxid=bot_mxid, base_url=homeserver, token=as_token)
         self._new_machine()
         self._share_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pending: dict[str, list[dict[str, Any]]] = {}
@@ -221,12 +221,12 @@ class RoomCrypto:
         self._drain_lock = asyncio.Lock()
         self._drain_wanted = False
         self._last_otk: dict[str, dict[str, int]] | None = None  # the last key counts spooled
+        self._leads = 0  # times this process took the device
         self._running = False
 
     def _new_machine(self) -> None:
         """A machine with nothing in memory: whatever another process did is read from Postgres."""
         self.store = PgCryptoStore(self.bot_mxid, self._pickle_key, self.db)
-        self.client = Client(mxid=self.bot_mxid, base_url=self._homeserver, token=self._as_token)
         self.machine = OlmMachine(self.client, self.store, self.rooms)
 
     @property
@@ -274,7 +274,7 @@ class RoomCrypto:
                 log.warning("Waiting for the encryption device's lock failed (%s); trying again in 5 s", e)
                 await asyncio.sleep(5)
                 continue
-            log.info("The process that held the bot's encryption device is gone: this one takes it over")
+            log.info("This process takes the bot's encryption device over (its holder stopped, died or lost Postgres)")
             try:
                 await self._lead(lock)
             except Exception:
@@ -325,8 +325,9 @@ class RoomCrypto:
             await self._new_device()
         self.ready = True
         self._ready.set()
+        self._leads += 1
         await self._drain()
-        self._spawn(self._drain_every(), "crypto-spool")
+        self._spawn(self._drain_every(self._leads), "crypto-spool")
         self._spawn(self._load_rooms_with_sessions(), "crypto-rooms")
         log.info("End-to-end encryption ready (appservice mode, device %s)", self.device_id)
         if self._on_leading is not None:
@@ -444,7 +445,8 @@ class RoomCrypto:
         ours = [e for e in to_device if e.get("to_user_id") == self.bot_mxid]
         changes = device_lists if device_lists and (device_lists.get("changed") or device_lists.get("left")) else None
         if self.ready:
-            await self._drain()
+            if ours:
+                await self._drain()  # Olm messages of one sender must be handled in order
             await self._handle_extras(ours, changes, otk_counts)
             return
         counts = otk_counts.get(self.bot_mxid) or {}
@@ -535,9 +537,9 @@ class RoomCrypto:
             self._drain_wanted = True
             self._spawn(self._drain(), "crypto-spool")
 
-    async def _drain_every(self) -> None:
+    async def _drain_every(self, lead: int) -> None:
         """Notifications can be missed (the listening connection reconnected): look now and then."""
-        while self.ready:
+        while self.ready and self._leads == lead:
             await asyncio.sleep(DRAIN_EVERY_S)
             try:
                 await self._drain()

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import asyncpg
 from support.bridge import BridgeHarness, create_database
 from support.fixtures import BOT
 from support.helpers import eventually, http
 
 from hookshot_py.devenv.balancer import Balancer
 from hookshot_py.devenv.synapse import free_port
+from hookshot_py.matrix.crypto import CRYPTO_LOCK_ID
 
 from .test_e2ee import ENCRYPTED, _devices, _encrypted_room_with_bot, _stored, e2ee_user  # noqa: F401
 
 HOLDER_READY = "End-to-end encryption ready"
 FOLLOWING = "Another bridge process holds the bot's encryption device"
-TAKEN_OVER = "this one takes it over"
+TAKEN_OVER = "takes the bot's encryption device over"
 
 
 def _log(h: BridgeHarness) -> str:
@@ -102,6 +104,16 @@ async def test_two_encrypting_processes_share_one_device_and_the_survivor_takes_
         await alice.send_text(room, "!hookshot webhook list")
         await alice.wait_for_text(room, "relay", sender=BOT, timeout=60)
 
+        # B loses the lock's connection (Postgres restarted, say): it stops using the device, takes
+        # the lock again and reloads the device from Postgres.
+        await _cut_lock_connection(dsn)
+
+        async def reloaded() -> bool:
+            return "Lost the encryption device's lock" in _log(b) and _log(b).count(HOLDER_READY) == 2
+
+        await eventually(reloaded, timeout=30)
+        assert (await http("POST", b.base_url + path, json={"text": "reloaded 0"}))[0] == 202
+        await alice.wait_for_text(room, "reloaded 0", sender=ghost, timeout=60)
         assert not alice.undecryptable(room)
         assert await _devices(dsn) == [device]
         # One device all along: B loaded A's (a fresh database may make A replace an earlier test's).
@@ -113,3 +125,17 @@ async def test_two_encrypting_processes_share_one_device_and_the_survivor_takes_
             if h.process is not None:
                 h.kill()
         await balancer.stop()
+
+
+async def _cut_lock_connection(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+            "AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid",
+            CRYPTO_LOCK_ID,
+        )
+        assert len(pids) == 1, pids
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pids[0]["pid"])
+    finally:
+        await conn.close()
