@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
-from support.bridge import BridgeHarness, create_database
+from support.bridge import BridgeHarness, create_database, process_harnesses
 from support.fixtures import BOT
 from support.helpers import eventually, http
 
 from hookshot_py.devenv.balancer import Balancer
-from hookshot_py.devenv.synapse import free_port
 from hookshot_py.matrix.crypto import CRYPTO_LOCK_ID
 
 from .test_e2ee import ENCRYPTED, _devices, _encrypted_room_with_bot, _stored, e2ee_user  # noqa: F401
@@ -35,12 +34,7 @@ async def test_two_encrypting_processes_share_one_device_and_the_survivor_takes_
     synapse, registration_path: Path, bridge_as_port: int, pg_admin_dsn: str, tmp_path: Path, e2ee_user  # noqa: F811
 ):
     dsn = await create_database(pg_admin_dsn)
-    shared = {"passFile": str(tmp_path / "passkey.pem"), **ENCRYPTED}
-    harnesses = []
-    for i in range(2):
-        workdir = tmp_path / f"process{i}"
-        workdir.mkdir()
-        harnesses.append(BridgeHarness(synapse, registration_path, free_port(), workdir, dsn, overrides=shared))
+    harnesses = process_harnesses(synapse, registration_path, tmp_path, dsn, ENCRYPTED)
     a, b = harnesses
     a_url, b_url = (f"http://127.0.0.1:{h.as_port}" for h in harnesses)
     balancer = Balancer(bridge_as_port, [a_url, b_url])

@@ -11,13 +11,12 @@ import asyncio
 import time
 
 import asyncpg
-
-from hookshot_py.devenv.balancer import Balancer
-from hookshot_py.devenv.synapse import free_port
-from hookshot_py.generic.connection import EVENT_TYPE
-from support.bridge import PROVISIONING_SECRET, BridgeHarness, create_database
+from support.bridge import PROVISIONING_SECRET, create_database, process_harnesses
 from support.fixtures import room_with_bot
 from support.helpers import dm_webhook_url, http, is_notice_with
+
+from hookshot_py.devenv.balancer import Balancer
+from hookshot_py.generic.connection import EVENT_TYPE
 
 from .test_outbox_e2e import _bodies, _wait_all
 
@@ -55,12 +54,7 @@ async def test_two_processes_commands_once_changes_everywhere_causal_order_and_f
     synapse, registration_path, bridge_as_port, pg_admin_dsn, tmp_path, make_user
 ):
     dsn = await create_database(pg_admin_dsn)
-    shared = {"passFile": str(tmp_path / "passkey.pem"), "outbox": {"roomWindow": 8}}
-    harnesses = []
-    for i in range(2):
-        workdir = tmp_path / f"process{i}"
-        workdir.mkdir()
-        harnesses.append(BridgeHarness(synapse, registration_path, free_port(), workdir, dsn, overrides=shared))
+    harnesses = process_harnesses(synapse, registration_path, tmp_path, dsn, {"outbox": {"roomWindow": 8}})
     a, b = harnesses
     balancer = Balancer(bridge_as_port, [f"http://127.0.0.1:{h.as_port}" for h in harnesses], mirror=True)
     await balancer.start()

@@ -242,3 +242,17 @@ async def iterate_harness(harness: BridgeHarness) -> AsyncIterator[BridgeHarness
         await harness.stop()
         if harness.process is not None:
             harness.kill()
+
+
+def process_harnesses(
+    synapse: SynapseServer, registration_path: Path, tmp_path: Path, dsn: str, overrides: dict[str, Any], n: int = 2
+) -> list[BridgeHarness]:
+    """`n` bridge processes (not started) sharing one database, passFile and config: behind a
+    balancer (`devenv.balancer`), as in docs/scale-out.md."""
+    shared = {"passFile": str(tmp_path / "passkey.pem"), **overrides}
+    harnesses = []
+    for i in range(n):
+        workdir = tmp_path / f"process{i}"
+        workdir.mkdir()
+        harnesses.append(BridgeHarness(synapse, registration_path, free_port(), workdir, dsn, overrides=shared))
+    return harnesses
