@@ -6,63 +6,78 @@ when missing), so a database dump alone reveals no token.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import TYPE_CHECKING, Any
 
 from hookshot_py.db.database import Database
+from hookshot_py.passkey import new_private_key_pem, pkcs8_der
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger(__name__)
 
+SECRETS_INFO = b"hookshot_py secrets v1"
+
+
+def hkdf_sha256(key_material: bytes, info: bytes, length: int = 32) -> bytes:
+    """HKDF-SHA256 without salt (RFC 5869), as `cryptography`'s HKDF computes it, in the
+    standard library: deriving the key must not load `cryptography` (passkey.py says why)."""
+    prk = hmac.digest(bytes(hashlib.sha256().digest_size), key_material, "sha256")
+    out, block = b"", b""
+    for counter in range(1, -(-length // len(prk)) + 1):
+        block = hmac.digest(prk, block + info + bytes([counter]), "sha256")
+        out += block
+    return out[:length]
+
 
 class SecretBox:
-    """AES-256-GCM with a key derived from the pass file."""
+    """AES-256-GCM with a key derived from the pass file. `cryptography`'s AESGCM is loaded on
+    the first encryption or decryption: a bridge with only generic webhooks never needs it."""
 
     def __init__(self, key: bytes) -> None:
-        self._aead = AESGCM(key)
+        if len(key) not in (16, 24, 32):
+            raise ValueError("AESGCM key must be 128, 192, or 256 bits.")
         self._key = key
+        self._aead: AESGCM | None = None
 
     def derive(self, purpose: str) -> str:
         """A secret of its own for `purpose` (e.g. the crypto store's pickle key), from the same key."""
-        info = f"hookshot_py {purpose}".encode()
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(self._key).hex()
+        return hkdf_sha256(self._key, f"hookshot_py {purpose}".encode()).hex()
 
     @classmethod
     def from_pass_file(cls, path: Path) -> SecretBox:
         if not path.exists():
             log.warning("passFile %s does not exist; generating a new private key there", path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            pem = private.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
+            pem = new_private_key_pem()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(pem)
-        material = path.read_bytes()
         try:
-            key_obj = serialization.load_pem_private_key(material, password=None)
-            material = key_obj.private_bytes(
-                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        except (ValueError, TypeError) as e:
+            material = pkcs8_der(path.read_bytes())
+        except ValueError as e:
             raise ValueError(f"passFile {path} is not a PEM private key: {e}") from e
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"hookshot_py secrets v1").derive(material)
-        return cls(key)
+        return cls(hkdf_sha256(material, SECRETS_INFO))
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(self._key)
+        return self._aead
 
     def encrypt(self, plaintext: bytes) -> bytes:
         nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, plaintext, None)
+        return nonce + self._cipher().encrypt(nonce, plaintext, None)
 
     def decrypt(self, blob: bytes) -> bytes:
-        return self._aead.decrypt(blob[:12], blob[12:], None)
+        return self._cipher().decrypt(blob[:12], blob[12:], None)
 
 
 class TokenStore:

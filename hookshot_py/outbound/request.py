@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from hookshot_py import __version__
 from hookshot_py.matrix.gateway import MediaError
@@ -112,6 +111,8 @@ def decrypt_attachment(ciphertext: bytes, file: dict[str, Any]) -> bytes:
         raise ValueError("the encrypted file's key or iv has the wrong length")
     if not hmac.compare_digest(hashlib.sha256(ciphertext).digest(), expected):
         raise ValueError("the encrypted file does not match its hash")
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # only here: ~7.5 MiB
+
     decryptor = Cipher(algorithms.AES(key), modes.CTR(iv)).decryptor()
     return decryptor.update(ciphertext) + decryptor.finalize()
 

@@ -17,10 +17,10 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+if TYPE_CHECKING:  # loaded when a codec is made: `cryptography` costs ~7.5 MiB (hookshot_py/passkey.py)
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ class HookshotTokenCodec:
 
     @classmethod
     def from_pass_file(cls, path: Path) -> HookshotTokenCodec:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         pem = path.read_bytes()
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, rsa.RSAPrivateKey):
@@ -53,6 +56,8 @@ class HookshotTokenCodec:
         return cls(key, hashlib.md5(pem).hexdigest())
 
     def encrypt(self, token: str) -> dict[str, Any]:
+        from cryptography.hazmat.primitives.asymmetric import padding
+
         data = token.encode()
         parts = [
             base64.b64encode(self.private_key.public_key().encrypt(data[i : i + MAX_PART], padding.PKCS1v15())).decode()
@@ -62,6 +67,9 @@ class HookshotTokenCodec:
 
     def decrypt(self, stored: dict[str, Any]) -> str | None:
         """The token in hookshot's stored form, or None (deleted, another key, damaged)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
         if not stored or "deleted" in stored:
             return None
         if stored.get("keyId", self.key_id) != self.key_id:
