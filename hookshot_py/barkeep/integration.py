@@ -49,10 +49,3 @@ class BarkeepIntegration(Integration):
 
     async def stop(self) -> None:
         await self.poller.stop()
-
-
-def create(services: Services) -> Integration | None:
-    config = services.config.barkeep
-    if config is None:
-        return None
-    return BarkeepIntegration(services, config)

@@ -57,10 +57,3 @@ class FeedsIntegration(Integration):
         await self.poller.stop()
         await self.session.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def create(services: Services) -> Integration | None:
-    config = services.config.feeds
-    if config is None or not config.enabled:
-        return None
-    return FeedsIntegration(services, config)

@@ -75,10 +75,3 @@ class GenericIntegration(Integration):
                 await self.services.manager.access.ensure_bot_in_room(room_id)
             except Exception as e:
                 log.warning("Static webhook room %s: the bot cannot join it (%s); its hooks cannot post", room_id, e)
-
-
-def create(services: Services) -> Integration | None:
-    cfg = services.config.generic
-    if cfg is None or not cfg.enabled:
-        return None
-    return GenericIntegration(services, cfg)

@@ -47,10 +47,3 @@ class GitFlicIntegration(Integration):
 
     async def stop(self) -> None:
         await self.projects.stop()
-
-
-def create(services: Services) -> Integration | None:
-    config = services.config.gitflic
-    if config is None:
-        return None
-    return GitFlicIntegration(services, config)

@@ -21,7 +21,7 @@ from hookshot_py.github.provisioning import GitHubProvisioning
 from hookshot_py.integration import Integration
 from hookshot_py.services import Services
 
-__all__ = ["GitHubIntegration", "create"]
+__all__ = ["GitHubIntegration"]
 
 
 class GitHubIntegration(Integration):
@@ -68,10 +68,3 @@ class GitHubIntegration(Integration):
     async def stop(self) -> None:
         await self.repo_type.stop()
         await self.diffs.close()
-
-
-def create(services: Services) -> Integration | None:
-    cfg = services.config.github
-    if cfg is None:
-        return None
-    return GitHubIntegration(services, cfg)

@@ -21,7 +21,7 @@ from hookshot_py.gitlab.review import ReviewDebouncer
 from hookshot_py.integration import Integration
 from hookshot_py.services import Services
 
-__all__ = ["GitLabIntegration", "create"]
+__all__ = ["GitLabIntegration"]
 
 
 class GitLabIntegration(Integration):
@@ -69,10 +69,3 @@ class GitLabIntegration(Integration):
     async def stop(self) -> None:
         await self.reviews.stop()
         await self.projects.stop()
-
-
-def create(services: Services) -> Integration | None:
-    config = services.config.gitlab
-    if config is None:
-        return None
-    return GitLabIntegration(services, config)

@@ -23,7 +23,7 @@ from hookshot_py.markdown import render_markdown
 from hookshot_py.matrix.outbox import OutgoingEvent
 from hookshot_py.services import Services
 
-__all__ = ["JiraIntegration", "create"]
+__all__ = ["JiraIntegration"]
 
 
 class JiraIntegration(Integration):
@@ -68,10 +68,3 @@ class JiraIntegration(Integration):
 
     def add_provisioning_routes(self, app: web.Application) -> None:
         self.provisioning.add_routes(app)
-
-
-def create(services: Services) -> Integration | None:
-    config = services.config.jira
-    if config is None:
-        return None
-    return JiraIntegration(services, config)

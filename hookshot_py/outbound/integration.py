@@ -73,10 +73,3 @@ class OutboundIntegration(Integration):
     async def stop(self) -> None:
         await self.sender.stop()
         await self.session.close()
-
-
-def create(services: Services) -> Integration | None:
-    cfg = services.config.generic
-    if cfg is None or not cfg.outbound:
-        return None
-    return OutboundIntegration(services, cfg)
