@@ -578,13 +578,14 @@ async def main() -> None:
             """Every phase gets a room of its own: Synapse slows down as a room grows."""
             if user is None:
                 return f"!{name}:{DOMAIN}"
-            room = await user.create_room(invite=[bot] if with_bot else [], name=name)
-            if with_bot:
-                await user.wait_for_message(room, lambda e: e.get("type") == "m.room.member"
-                                            and e.get("state_key") == bot
-                                            and e.get("content", {}).get("membership") == "join", timeout=30)
-                await user.set_power_levels(room, {bot: 50})
-            else:  # the forwarder's ghost joins (a public room: no invite needed)
+            # Both rooms have the same members (the user, the bot, the sender): Synapse's work per
+            # event grows with them.
+            room = await user.create_room(invite=[bot], name=name)
+            await user.wait_for_message(room, lambda e: e.get("type") == "m.room.member"
+                                        and e.get("state_key") == bot
+                                        and e.get("content", {}).get("membership") == "join", timeout=30)
+            await user.set_power_levels(room, {bot: 50})
+            if not with_bot:  # the forwarder's ghost joins (a public room: no invite needed)
                 await user.request("PUT", f"/_matrix/client/v3/rooms/{quote(room, safe='')}/state/m.room.join_rules",
                                    {"join_rule": "public"})
                 async with aiohttp.ClientSession() as s:
