@@ -41,10 +41,13 @@ SWEEP_S = 2.0  # how often rooms left by a dead process are looked for
 DEPTH_REFRESH_S = 5.0
 SEND_TIMEOUT_S = 60.0
 RELEASE_WAIT_S = 10.0
-# Delivered rows are recorded this long after the first of a batch: one UPDATE for the rows of
-# several sends even when they go out one after the other (~35 ms apart through Synapse). A crash
-# loses at most this much of the record; those rows are looked up by marker, never sent twice.
+# Delivered rows are recorded this long after the first of a batch, or as soon as the batch has
+# STATUS_BATCH rows: one UPDATE for several sends even when they go out one after the other (~35 ms
+# apart through Synapse), and at thousands per second few enough unrecorded rows that a read of the
+# room's queue (LOAD_LIMIT rows) is never all delivered ones. A crash loses at most this much of
+# the record; those rows are looked up by their markers, never sent twice.
 STATUS_DELAY_S = 0.25
+STATUS_BATCH = 64
 # A marker is looked for among events up to this much older than its row (clocks differ).
 CLOCK_MARGIN_S = 300.0
 
@@ -128,16 +131,20 @@ class _StatusWriter:
         self.store = store
         self.unwritten: set[int] = set()
         self._buffer: list[tuple[int, str, int]] = []
+        self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def add(self, row_id: int, event_id: str, attempts: int) -> None:
         self.unwritten.add(row_id)
         self._buffer.append((row_id, event_id, attempts))
+        if len(self._buffer) >= STATUS_BATCH:
+            self._full.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="outbox-status")
 
     async def _run(self) -> None:
-        await asyncio.sleep(STATUS_DELAY_S)  # let a few more deliveries join the write
+        await wait_event(self._full, STATUS_DELAY_S)  # let more deliveries join the write
+        self._full.clear()
         while self._buffer:
             batch, self._buffer = self._buffer, []
             try:
