@@ -527,9 +527,6 @@ class RoomCrypto:
             # The next message gets a new session, shared with exactly the users in the room now.
             self._spawn(self.store.remove_outbound_group_session(room_id), f"rotate:{room_id}")
 
-    async def is_encrypted(self, room_id: str) -> bool:
-        return await self.rooms.is_encrypted(RoomID(room_id))
-
     # -- the spool (what followers received) ------------------------------------------------------
 
     def _notified(self, _payload: str) -> None:
