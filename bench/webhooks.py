@@ -61,6 +61,7 @@ DOMAIN = "bench.test"
 SECRET = "b3nch-0a7f2c9e5d1b8f4a6c3e9d2b7f5a1c8e"  # provisioning secrets need 32+ characters
 EVENT_TYPE = "uk.half-shot.matrix-hookshot.generic.hook"
 GHOST = f"@_webhooks_bench:{DOMAIN}"
+ACCEPTED = (200, 202)  # 202 queued; 200 with waitForComplete (and the forwarder's 202 after its send)
 # With --transform: a typical v2 script (reads the payload, builds markdown) giving the same body.
 TRANSFORM = "result = {version: 'v2', plain: data.text, mentions: {}}"
 # As installed (pip compiles bytecode): with PYTHONDONTWRITEBYTECODE every start recompiles the package.
@@ -129,7 +130,7 @@ class Result:
 
     @property
     def failures(self) -> int:
-        return sum(1 for s in self.shots if s.status != 202)
+        return sum(1 for s in self.shots if s.status not in ACCEPTED)
 
 
 async def wait_http(url: str, timeout: float = 60) -> None:
@@ -170,7 +171,7 @@ async def fire(
                 except aiohttp.ClientError:
                     shot.status = -1
                 shot.answered = time.monotonic()
-                if shot.status == 202:
+                if shot.status in ACCEPTED:
                     accepted += 1
                     if on_accepted is not None:
                         on_accepted(accepted)
@@ -189,7 +190,7 @@ def pct(values: list[float], p: float) -> float:
 def causal_violations(shots: list[Shot], arrival: list[int]) -> int:
     """Messages posted before one whose request was answered before their own request began."""
     position = {index: pos for pos, index in enumerate(arrival)}
-    answered = sorted((s for s in shots if s.status == 202 and s.index in position), key=lambda s: s.answered)
+    answered = sorted((s for s in shots if s.status in ACCEPTED and s.index in position), key=lambda s: s.answered)
     times = [s.answered for s in answered]
     prefix_max: list[int] = []
     best = -1
@@ -268,10 +269,11 @@ async def wait_decrypted(user: Any, room: str, run: str, n: int, timeout: float)
 class Homeserver:
     """Synapse, or the null homeserver as its own process."""
 
-    def __init__(self, work: Path, null: bool, reg_path: Path) -> None:
+    def __init__(self, work: Path, null: bool, reg_path: Path, log_level: str = "WARNING") -> None:
         self.work = work
         self.null = null
         self.reg_path = reg_path
+        self.log_level = log_level
         self.synapse: SynapseServer | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -285,7 +287,7 @@ class Homeserver:
             self.url = f"http://127.0.0.1:{port}"
             await wait_http(f"{self.url}/_matrix/client/versions")
         else:
-            self.synapse = SynapseServer(self.work / "synapse", DOMAIN, [self.reg_path])
+            self.synapse = SynapseServer(self.work / "synapse", DOMAIN, [self.reg_path], log_level=self.log_level)
             await self.synapse.start()
             self.url = self.synapse.base_url
 
@@ -411,6 +413,22 @@ async def commit_stats(base: str) -> str:
             f"({commits:.0f} commits, this process)")
 
 
+async def causal_width(dsn: str, room: str) -> str:
+    """How many rows each row could be in flight with: its id minus its barrier (the highest row it
+    must follow). Rows whose requests overlapped have no order; the rest wait for what they follow."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT percentile_disc(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY id - barrier) AS p, count(*) AS n "
+            "FROM outbox WHERE room_id = $1 AND barrier > 0", room)
+    finally:
+        await conn.close()
+    if row is None or not row["n"]:
+        return "no row had a barrier"
+    p10, p50, p90 = row["p"]
+    return f"id − barrier p10 {p10}, median {p50}, p90 {p90} ({row['n']} rows had one)"
+
+
 async def holder_pid(dsn: str, room: str) -> int | None:
     """The pid of the process delivering `room` now (outbox_rooms.holder is host:pid:random)."""
     conn = await asyncpg.connect(dsn)
@@ -447,7 +465,7 @@ async def measure(name: str, args: argparse.Namespace, hs: Homeserver, urls: lis
             sync_task = asyncio.create_task(wait_synced(user, room, run, args.n, args.timeout)) if user else None
         t0 = time.monotonic()
         shots, elapsed = await fire(urls, args.n, args.concurrency, run, kill)
-        accepted = sum(1 for s in shots if s.status == 202)
+        accepted = sum(1 for s in shots if s.status in ACCEPTED)
         if sync_task is not None:
             t_visible = await sync_task
         else:
@@ -482,7 +500,7 @@ def report(r: Result) -> None:
     lat = [s.answered - s.started for s in r.shots]
     lost = r.n - r.failures - r.unique
     print(f"[{r.name}]")
-    print(f"  requests:          N={r.n} concurrency={r.concurrency}, non-202 answers: {r.failures}")
+    print(f"  requests:          N={r.n} concurrency={r.concurrency}, answers other than 200/202: {r.failures}")
     print(f"  accepted:          {r.n / r.elapsed:.0f} req/s ({r.elapsed:.2f} s)")
     print(f"  HTTP latency:      p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms, p99 {pct(lat, 99):.1f} ms")
     print(f"  all visible after: {r.visible_after:.2f} s ({r.n / r.visible_after:.0f} msg/s end to end)")
@@ -527,8 +545,12 @@ async def main() -> None:
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the first bridge process (raw stacks here)")
     ap.add_argument("--cprofile", type=Path, default=None, help="run the first bridge process under cProfile")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--synapse-log", type=Path, default=None,
+                    help="keep Synapse's log at INFO (its access log: time per request) in this file")
     ap.add_argument("--rounds", type=int, default=1, help="alternate forwarder and bridge this many times")
     ap.add_argument("--encrypted", action="store_true", help="an encrypted room the user decrypts (Synapse)")
+    ap.add_argument("--wait-for-complete", action="store_true",
+                    help="the hook answers after its message is sent (waitForComplete), like the forwarder")
     ap.add_argument("--transform", action="store_true",
                     help="give the hook a transformation function (QuickJS sandbox) that writes the same text")
     args = ap.parse_args()
@@ -545,7 +567,7 @@ async def main() -> None:
 
     pg = EmbeddedPostgres(work / "pg")
     dsn = pg.start()
-    hs = Homeserver(work, args.null_homeserver, reg_path)
+    hs = Homeserver(work, args.null_homeserver, reg_path, "INFO" if args.synapse_log else "WARNING")
     bridges: Bridges | None = None
     forwarder: subprocess.Popen[bytes] | None = None
     user = None
@@ -605,7 +627,8 @@ async def main() -> None:
                 from support.e2ee import MEGOLM
 
                 await user.send_state(room, "m.room.encryption", "", MEGOLM)
-            hook = {"name": "bench", **({"transformationFunction": TRANSFORM} if args.transform else {})}
+            hook = {"name": "bench", **({"transformationFunction": TRANSFORM} if args.transform else {}),
+                    **({"waitForComplete": True} if args.wait_for_complete else {})}
             async with aiohttp.ClientSession() as s:
                 async with s.put(f"{base}/v1/{room}/connections/{EVENT_TYPE}", params={"userId": user_id},
                                  json=hook, headers={"Authorization": f"Bearer {SECRET}"}) as resp:
@@ -618,7 +641,7 @@ async def main() -> None:
                 for url in urls:
                     for _ in range(100):
                         async with s.post(url, json={"text": "warm-up"}) as resp:
-                            if resp.status == 202:
+                            if resp.status in ACCEPTED:
                                 break
                         await asyncio.sleep(0.1)
             await asyncio.sleep(2)
@@ -628,8 +651,10 @@ async def main() -> None:
             assert forwarder is not None
             room = await fresh_room(f"bench-forwarder-{r}", with_bot=False)
             url = f"http://127.0.0.1:{fwd_port}/webhook/{quote(room, safe='')}"
-            results.append(await measure("bare forwarder", args, hs, [url], [forwarder.pid], user, room,
-                                         f"fwd{r}-{int(time.time())}"))
+            result = await measure("bare forwarder", args, hs, [url], [forwarder.pid], user, room,
+                                   f"fwd{r}-{int(time.time())}")
+            result.extra["room"] = room
+            results.append(result)
             await asyncio.sleep(2)
 
         async def run_bridge(r: int) -> None:
@@ -662,6 +687,8 @@ async def main() -> None:
                 first = min(after) - killed["at"] if after else float("nan")
                 result.extra["fail-over"] = (f"SIGKILL of pid {killed['pid']} (the room's holder) → first message "
                                              f"delivered by a survivor after {first:.2f} s")
+            result.extra["room"] = room
+            result.extra["causal width"] = await causal_width(dsn, room)
             live = [i for i, p in enumerate(bridges.procs) if p is not None]
             result.extra["group commit"] = "; ".join([await commit_stats(bridges.base(i)) for i in live])
             if spy is not None:
@@ -682,7 +709,8 @@ async def main() -> None:
         print(f"homeserver: {'null (acknowledges only)' if args.null_homeserver else 'Synapse (SQLite)'}"
               + (f", bridge outbox.roomWindow={args.window}" if args.window else "")
               + (", encrypted room (the user decrypts every message)" if args.encrypted else "")
-              + (", transformation function (QuickJS sandbox)" if args.transform else ""))
+              + (", transformation function (QuickJS sandbox)" if args.transform else "")
+              + (", waitForComplete (answers after the send)" if args.wait_for_complete else ""))
         for r in results:
             report(r)
         fwds = [r for r in results if r.name == "bare forwarder"]
@@ -694,6 +722,13 @@ async def main() -> None:
             br_a = statistics.median(r.n / r.elapsed for r in brs)
             print(f"[ratio bridge / forwarder, medians of {len(brs)} round(s)] all visible: {br_t / fwd_t:.2f}× "
                   f"({br_t:.2f} s / {fwd_t:.2f} s), accepted req/s: {br_a / fwd_a:.2f}× ({br_a:.0f} / {fwd_a:.0f})")
+            if len(fwds) == len(brs) == args.rounds:
+                # Each round's two phases ran side by side: their ratio is free of the drift between
+                # rounds (Synapse's database grows, the shared host's load changes).
+                pairs = [b.visible_after / f.visible_after for f, b in zip(fwds, brs, strict=True)]
+                print(f"[ratio bridge / forwarder, paired by round] all visible: "
+                      f"{statistics.geometric_mean(pairs):.3f}× (geometric mean; rounds: "
+                      + ", ".join(f"{p:.2f}" for p in pairs) + ")")
         if args.profile is not None and args.profile.exists():
             summarize_profile(args.profile)
     finally:
@@ -712,6 +747,8 @@ async def main() -> None:
         if user is not None:
             await user.close()
         await hs.stop()
+        if args.synapse_log is not None and hs.synapse is not None:
+            shutil.copyfile(hs.synapse.log_path, args.synapse_log)
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
 

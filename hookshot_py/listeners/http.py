@@ -7,13 +7,16 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from hookshot_py import jsonsafe
 from hookshot_py.errors import ApiError, ErrCode
+
+if TYPE_CHECKING:
+    from hookshot_py.matrix.causal import Mark
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +111,23 @@ def add_health_routes(app: web.Application, ready: ReadyCheck) -> None:
     app.router.add_get("/ready", ready_handler)
 
 
-class RequestStart(Protocol):
-    def begin_request(self) -> None: ...
+class RequestMarks(Protocol):
+    def begin_request(self, *, until_answered: bool = False) -> Mark: ...
+
+    def answered(self, mark: Mark) -> None: ...
 
 
-def causal_middleware(outbox: RequestStart) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Marks each request's start for the outbox's causal order: messages it queues follow those
-    whose requests were answered before it began (`matrix/causal.py`)."""
+def causal_middleware(outbox: RequestMarks) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Marks each request's start and answer for the outbox's causal order: messages it queues
+    follow those whose requests were answered before it began (`matrix/causal.py`)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        outbox.begin_request()
-        return await handler(request)
+        mark = outbox.begin_request(until_answered=True)
+        try:
+            return await handler(request)
+        finally:  # the answer has not left yet: requests starting from now follow this one
+            outbox.answered(mark)
 
     return middleware
 

@@ -75,6 +75,7 @@ class _Waiting:
     """One caller of `enqueue`, waiting for the commit that holds its rows."""
 
     mark: int
+    request: causal.Mark | None  # the request queuing them, if any
     events: Sequence[OutgoingEvent]
     encoded: list[tuple[str, str, str, str, str | None]]
     future: asyncio.Future[list[int]]
@@ -107,6 +108,8 @@ class Outbox:
         self.sender.depth_from_db = self._set_depth
         self._install_id = ""
         self._committed = 0  # the highest outbox id this process has committed
+        # The mark a new request takes: the same, leaving out rows of requests still unanswered.
+        self._answered = 0
         self._queue: list[_Waiting] = []
         self._flushers: set[asyncio.Task[None]] = set()
         # Flushers still inside their loop. Counted by the flusher itself as it leaves, not by a done
@@ -119,10 +122,18 @@ class Outbox:
 
     # -- queuing ------------------------------------------------------------------------------------
 
-    def begin_request(self) -> None:
+    def begin_request(self, *, until_answered: bool = False) -> causal.Mark:
         """A request starts in this context: what it queues follows what this process had
-        committed by now (see `causal.py`). Listeners call it for every request."""
-        causal.begin(self._committed)
+        committed by now, rows of unanswered requests aside (see `causal.py`). Listeners call it
+        for every request. With `until_answered`, the rows this request queues count for later
+        requests only from `answered(mark)`, which the caller must call before answering."""
+        return causal.begin(self._answered, open=until_answered)
+
+    def answered(self, mark: causal.Mark) -> None:
+        """The request of `mark` is about to be answered: requests starting from now follow its
+        rows. Rows it queues later (a task it spawned) count from their commit."""
+        mark.open = False
+        self._answered = max(self._answered, mark.value)
 
     async def enqueue(self, events: Sequence[OutgoingEvent]) -> list[int]:
         """Durably queue `events`. Returns the new row ids (deduplicated events are left out); when
@@ -132,7 +143,7 @@ class Outbox:
         encoded = self._encoded(events)
         mark = causal.current()
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiting(mark.value if mark is not None else self._committed, events, encoded, future))
+        self._queue.append(_Waiting(mark.value if mark is not None else self._committed, mark, events, encoded, future))
         if self._flushing < CONCURRENT_COMMITS and (len(self._queue) == 1 or not self._flushing):
             self._flushing += 1
             task = asyncio.create_task(self._flush(), name="outbox-commit")
@@ -186,6 +197,9 @@ class Outbox:
             handed.append(Row(row.id, row.room_id, encoded[1], event.event_type, encoded[3], row.barrier))
             if row.foreign:
                 foreign.add(row.room_id)
+        for w, row_ids in zip(batch, ids, strict=True):
+            if row_ids and (w.request is None or not w.request.open):
+                self._answered = max(self._answered, max(row_ids))
         if inserted:
             self._committed = max(self._committed, inserted[-1].id)
             self._set_depth(self._depth + len(inserted))
@@ -218,7 +232,13 @@ class Outbox:
         """Rows returned by `enqueue_in` are committed: count them and wake their rooms."""
         if not rows:
             return
-        self._committed = max(self._committed, max(r.id for r in rows))
+        top = max(r.id for r in rows)
+        self._committed = max(self._committed, top)
+        mark = causal.current()
+        if mark is not None:
+            mark.raise_to(top)
+        if mark is None or not mark.open:
+            self._answered = max(self._answered, top)
         self._set_depth(self._depth + len(rows))
         for room_id in {r.room_id for r in rows}:
             self.sender.wake(room_id, stale=True)

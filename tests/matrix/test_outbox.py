@@ -1,5 +1,6 @@
-"""The outbox against a real Postgres and a scripted gateway (no HTTP): retry rules, causal order,
-the per-room window, group commit, and exactly once when the homeserver may have forgotten."""
+"""The outbox against a real Postgres and a scripted gateway (no homeserver): retry rules, causal
+order (with the listeners' middleware that marks requests), the per-room window, group commit, and
+exactly once when the homeserver may have forgotten."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from hookshot_py.listeners.http import causal_middleware
 from hookshot_py.matrix import outbox_sender
 from hookshot_py.matrix.gateway import SendError
 from hookshot_py.matrix.outbox import CONCURRENT_COMMITS, MARKER, Outbox, OutgoingEvent, SenderSettings, backoff_seconds
@@ -196,6 +201,69 @@ async def test_a_request_after_an_answer_waits_even_behind_a_retry(db):
     order = gw.bodies("!r")
     assert order.index("A") < order.index("B")
     assert order.index("C") < order.index("A")  # C went while A waited out its 429
+    await outbox.stop()
+
+
+async def test_over_http_a_request_waiting_for_its_delivery_holds_back_only_later_requests(db):
+    """Through the listeners' causal middleware: A's handler queues A and waits (as a
+    `waitForComplete` webhook waits for its delivery), and A's send is slow. B, which begins
+    while A is unanswered, goes before A; C, which begins after A's answer, goes after it.
+    (Counting commits instead of answers queued B behind A: every `waitForComplete` request
+    waited for all those before it, one send at a time.)"""
+    gw = ScriptedGateway(script={"A": [SendError("429", status=429, retry_after_ms=300)]})
+    outbox = await _outbox(db, gw)
+    a_queued, release_a = asyncio.Event(), asyncio.Event()
+    ids: dict[str, list[int]] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        body = request.match_info["body"]
+        ids[body] = await outbox.enqueue([_msg("!r", body)])
+        if body == "A":
+            a_queued.set()
+            await release_a.wait()
+        return web.json_response({})
+
+    app = web.Application(middlewares=[causal_middleware(outbox)])
+    app.router.add_post("/{body}", handler)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+
+        async def post(body: str) -> None:
+            async with session.post(server.make_url(f"/{body}")) as resp:
+                assert resp.status == 200
+
+        a = asyncio.create_task(post("A"))
+        await a_queued.wait()
+        await post("B")
+        release_a.set()
+        await a
+        await post("C")
+    await outbox.wait_sent(ids["A"] + ids["B"] + ids["C"], timeout=10)
+    order = gw.bodies("!r")
+    assert order.index("B") < order.index("A") < order.index("C")
+    await outbox.stop()
+
+
+async def test_a_request_follows_what_was_answered_before_it_began_not_what_was_only_committed(db):
+    """A is committed but its request is still waiting to be answered when B's request begins: B
+    may go before A. C begins after A was answered: C goes after A."""
+    gw = ScriptedGateway(script={"A": [SendError("429", status=429, retry_after_ms=300)]})
+    outbox = await _outbox(db, gw)
+    a_mark = outbox.begin_request(until_answered=True)
+    a = await outbox.enqueue([_msg("!r", "A")])
+
+    async def request(body: str) -> list[int]:
+        mark = outbox.begin_request(until_answered=True)
+        try:
+            return await outbox.enqueue([_msg("!r", body)])
+        finally:
+            outbox.answered(mark)
+
+    b = await asyncio.create_task(request("B"))  # its own context, like an aiohttp handler's task
+    outbox.answered(a_mark)
+    c = await asyncio.create_task(request("C"))
+    await outbox.wait_sent(a + b + c, timeout=10)
+    order = gw.bodies("!r")
+    assert order.index("B") < order.index("A") < order.index("C")  # B went while A waited out its 429
     await outbox.stop()
 
 
