@@ -46,6 +46,12 @@ BODIES: dict[str, tuple[bytes, str | None]] = {
         "application/xml",
     ),
     "XML nested 10,000 deep": (b"<a>" * 10_000 + b"</a>" * 10_000, "application/xml"),
+    # The largest bodies generic webhooks render on the event loop (`cheap_to_render`): 1 KiB, no
+    # brackets, 16 markdown delimiters at most (nesting needs brackets or colons, so none is deep).
+    "1 KiB of markdown at the on-loop limit": (
+        b'{"text": "' + b"*_`<&#~|" + b"a" * 993 + b'*_`<&#~"}', "application/json"
+    ),
+    "1 KiB of text without a space": (b"x" * 1020, "text/plain"),
 }
 
 
